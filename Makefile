@@ -1,0 +1,40 @@
+# Two commands do all the set-up on a fresh machine (README):
+#   make serve   - the service on the default bundle, embedded SQLite under ./data
+#   make test    - the whole test suite (installs the training extra and headless Chromium)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: serve test install-service install-dev browser lint bench default-bundle
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install-service: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+install-dev: $(BIN)/python
+	$(BIN)/pip install -q -e '.[train,dev]'
+
+serve: install-service
+	$(BIN)/returns-inspect serve --host $(HOST) --port $(PORT) --bundle models/default --data-dir data
+
+# Debian's Chromium for the operator-page test (Playwright drives it by executablePath).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "chromium could not be installed: browser tests will skip"; \
+	  else echo "no chromium and no root apt-get: browser tests will skip"; fi; }
+
+test: install-dev browser
+	$(BIN)/python -m pytest
+
+lint: install-dev
+	$(BIN)/ruff check inspection training tests bench
+
+bench: install-dev
+	$(BIN)/python bench/bench_inference.py

@@ -1,0 +1,68 @@
+"""The FastAPI application: `create_app(settings)` only wires; `lifespan` opens the database
+(migrated to the latest revision) and loads the model."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from inspection import __version__
+from inspection.decide import load_policy
+from inspection.errors import InspectionError
+from inspection.service import ui
+from inspection.service.db import make_engine, make_session_factory, upgrade_to_head
+from inspection.service.deps import ServiceState
+from inspection.service.errors import install_error_handlers
+from inspection.service.limits import BodySizeLimit
+from inspection.service.metrics import ServiceMetrics
+from inspection.service.routes import health, inspections, models, review
+from inspection.service.runtime import LoadedModel, ModelHolder
+from inspection.service.settings import Settings
+from inspection.service.storage import PhotoStore
+
+log = logging.getLogger(__name__)
+
+
+def build_state(settings: Settings, model: LoadedModel | None = None) -> ServiceState:
+    return ServiceState(
+        settings=settings, policy=load_policy(settings.policy_file),
+        principals=settings.principals(), metrics=ServiceMetrics(),
+        holder=ModelHolder(model, settings.bundle_dir), store=PhotoStore(settings.resolved_photo_dir),
+    )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state: ServiceState = app.state.service
+    state.db_engine = make_engine(state.settings.resolved_database_url)
+    if state.settings.migrate_on_start:
+        upgrade_to_head(state.db_engine)
+    state.sessions = make_session_factory(state.db_engine)
+    if state.holder.current is None:
+        try:
+            state.holder.reload()
+        except InspectionError as exc:  # keep serving /healthz; /readyz says why
+            state.holder.error = str(exc)
+            log.error("no model loaded: %s", exc)
+    if model := state.holder.current:
+        state.metrics.set_model(model.card.name, model.card.version, model.card.model_id)
+    yield
+    state.db_engine.dispose()
+
+
+def create_app(settings: Settings | None = None, model: LoadedModel | None = None) -> FastAPI:
+    """`model` lets tests and embedders hand over an already loaded model."""
+    settings = settings or Settings()
+    app = FastAPI(title="returns-inspection", version=__version__, lifespan=lifespan,
+                  description="Score photos of returned items, flag what operators must see, "
+                              "and run the review queue.")
+    app.state.service = build_state(settings, model)
+    install_error_handlers(app)
+    app.middleware("http")(app.state.service.metrics.middleware)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_total_bytes)
+    for router in (health.router, inspections.router, review.router, models.router, ui.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,46 @@
+"""Prometheus metrics, one registry per app (tests build many apps in one process)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request, Response
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # seconds
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("returns_http_requests", "HTTP requests",
+                                ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram("returns_http_request_seconds", "HTTP request latency",
+                                 ["method", "route"], buckets=LATENCY_BUCKETS,
+                                 registry=self.registry)
+        self.inspections = Counter("returns_inspections", "inspections scored", ["source"],
+                                   registry=self.registry)
+        self.flags = Counter("returns_flags_raised", "flags raised, by kind", ["kind"],
+                             registry=self.registry)
+        self.model = Info("returns_model", "the model being served", registry=self.registry)
+        self.reloads = Counter("returns_model_reloads", "model reloads", ["outcome"],
+                               registry=self.registry)
+
+    def set_model(self, name: str, version: str, model_id: str) -> None:
+        self.model.info({"name": name, "version": version, "model_id": model_id})
+
+    def exposition(self) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def middleware(self, request: Request,
+                         call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        # the route template (/v1/inspections/{inspection_id}), never the raw path: bounded labels
+        name = getattr(route, "path", "unmatched")
+        self.requests.labels(request.method, name, str(response.status_code)).inc()
+        self.latency.labels(request.method, name).observe(time.perf_counter() - started)
+        return response

@@ -1,0 +1,100 @@
+"""Database tables (SQLAlchemy 2 typed ORM). The schema is owned by the Alembic migrations in
+`migrations/versions/`; keep both in step (tests/test_service_db.py compares them).
+
+An inspection keeps its whole answer as JSON (`result`), so GET returns exactly what POST
+answered; the columns beside it exist to filter and sort the review queue.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Inspection(Base):
+    __tablename__ = "inspections"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    return_id: Mapped[str] = mapped_column(String(200), index=True)
+    sku: Mapped[str | None] = mapped_column(String(200), index=True)
+    category: Mapped[str | None] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(20), index=True)
+    owner: Mapped[str] = mapped_column(String(200), index=True)
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(100))
+    model_id: Mapped[str] = mapped_column(String(200))
+    disposition: Mapped[str] = mapped_column(String(50))
+    refund: Mapped[str] = mapped_column(String(50))
+    flagged: Mapped[bool] = mapped_column(Boolean, index=True)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    photos: Mapped[list[Photo]] = relationship(back_populates="inspection", order_by="Photo.index",
+                                               cascade="all, delete-orphan")
+    flags: Mapped[list[FlagRow]] = relationship(back_populates="inspection",
+                                                cascade="all, delete-orphan")
+    reviews: Mapped[list[Review]] = relationship(back_populates="inspection", order_by="Review.id",
+                                                 cascade="all, delete-orphan")
+
+
+class Photo(Base):
+    __tablename__ = "photos"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    inspection_id: Mapped[str] = mapped_column(ForeignKey("inspections.id", ondelete="CASCADE"),
+                                               index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    path: Mapped[str] = mapped_column(String(300))  # relative to the photo store's root
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(20))
+    filename: Mapped[str | None] = mapped_column(String(300))
+    predictions: Mapped[dict[str, Any]] = mapped_column(JSON)  # probabilities + cams, for heatmaps
+
+    inspection: Mapped[Inspection] = relationship(back_populates="photos")
+
+
+class FlagRow(Base):
+    __tablename__ = "flags"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    inspection_id: Mapped[str] = mapped_column(ForeignKey("inspections.id", ondelete="CASCADE"),
+                                               index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    kind: Mapped[str] = mapped_column(String(50), index=True)
+    label: Mapped[str | None] = mapped_column(String(100))
+    photo_index: Mapped[int | None] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text)
+
+    inspection: Mapped[Inspection] = relationship(back_populates="flags")
+
+
+class Review(Base):
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    inspection_id: Mapped[str] = mapped_column(ForeignKey("inspections.id", ondelete="CASCADE"),
+                                               index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    reviewer: Mapped[str] = mapped_column(String(200))
+    decision: Mapped[str] = mapped_column(String(20))  # confirm | correct
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON)  # head -> labels (the truth after review)
+    disposition: Mapped[str | None] = mapped_column(String(50))
+    note: Mapped[str | None] = mapped_column(Text)
+    override: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    inspection: Mapped[Inspection] = relationship(back_populates="reviews")

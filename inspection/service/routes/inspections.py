@@ -1,0 +1,140 @@
+"""POST /v1/inspections scores the photos of one returned item and stores the answer; GET reads
+it back, with the photos and a heatmap per flagged damage. Plain `def` routes: decoding and
+inference block, so FastAPI runs them in its threadpool."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi.responses import FileResponse
+
+from inspection.images import decode_photo
+from inspection.service import crud
+from inspection.service.deps import (
+    EngineDep,
+    MetricsDep,
+    PolicyDep,
+    PrincipalDep,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    SubmitterDep,
+)
+from inspection.service.errors import Forbidden, NotFound, Unprocessable
+from inspection.service.heatmap import DISPLAY_SIDE, heatmap_png
+from inspection.service.limits import check_photo_pixels, check_photo_size
+from inspection.service.schemas import InspectionPublic, Source
+from inspection.service.scoring import Upload, inspect_item, photo_where
+
+router = APIRouter(prefix="/v1/inspections", tags=["inspections"])
+MEDIA_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
+               ".tif": "image/tiff", ".heic": "image/heic", ".bmp": "image/bmp", ".gif": "image/gif"}
+
+
+@router.post("", response_model=InspectionPublic, status_code=201,
+             summary="Score the photos of one returned item",
+             responses={413: {"description": "an upload, a photo or its pixel count is too large"},
+                        422: {"description": "a field or a photo is invalid; `field` names it"}})
+def create_inspection(
+    caller: SubmitterDep, model: EngineDep, session: SessionDep, settings: SettingsDep,
+    policy: PolicyDep, store: StoreDep, metrics: MetricsDep,
+    photos: Annotated[list[UploadFile], File(description="1-8 photos of the item (JPEG, PNG, HEIC…)")],
+    return_id: Annotated[str, Form(min_length=1, max_length=200)],
+    sku: Annotated[str | None, Form(max_length=200)] = None,
+    category: Annotated[str | None, Form(max_length=100, description="product category")] = None,
+    source: Annotated[Source | None, Form(description="station | customer")] = None,
+) -> dict[str, object]:
+    started = time.perf_counter()
+    origin = _source_for(caller.role, source)
+    category = _known_category(category or None, model.engine.taxonomy.categories)
+    uploads = _read_uploads(photos, settings.max_photos, settings.max_photo_bytes,
+                            settings.max_pixels)
+    score = inspect_item(model, policy, uploads, category, settings.max_pixels)
+    stored = [store.put(upload.data, photo.format) for upload, photo in zip(uploads, score.decoded,
+                                                                            strict=True)]
+    score.result["timings"]["total_ms"] = round((time.perf_counter() - started) * 1000.0, 2)
+    row = crud.save_inspection(session, inspection_id=uuid.uuid4().hex, return_id=return_id,
+                               sku=sku or None, source=origin, owner=caller.name, score=score,
+                               stored=stored, filenames=[u.filename for u in uploads])
+    session.commit()
+    metrics.inspections.labels(origin).inc()
+    for flag in score.flags:
+        metrics.flags.labels(flag.kind).inc()
+    return crud.inspection_public(row)
+
+
+def _source_for(role: str, claimed: str | None) -> str:
+    """Stations and customers are what their key says; only an admin may say either."""
+    if role in ("station", "customer"):
+        if claimed is not None and claimed != role:
+            raise Forbidden(f"a {role} key cannot submit as source {claimed!r}", "source")
+        return role
+    return claimed or "station"
+
+
+def _known_category(category: str | None, categories: list[str]) -> str | None:
+    if category is not None and categories and category not in categories:
+        raise Unprocessable(f"unknown category {category!r}; known: {categories}", "category")
+    return category
+
+
+def _read_uploads(photos: list[UploadFile], max_photos: int, max_bytes: int,
+                  max_pixels: int) -> list[Upload]:
+    if not 1 <= len(photos) <= max_photos:
+        raise Unprocessable(f"send 1 to {max_photos} photos of one item, got {len(photos)}", "photos")
+    uploads = []
+    for index, photo in enumerate(photos):
+        data = photo.file.read(max_bytes + 1)  # never read more than the limit allows
+        where = photo_where(index, photo.filename)
+        check_photo_size(data, where, max_bytes)
+        if not data:
+            raise Unprocessable(f"{where} is empty", where)
+        check_photo_pixels(data, where, max_pixels)
+        uploads.append(Upload(data=data, filename=photo.filename))
+    return uploads
+
+
+@router.get("/{inspection_id}", response_model=InspectionPublic, summary="An inspection's answer")
+def read_inspection(inspection_id: str, caller: PrincipalDep, session: SessionDep) -> dict[str, object]:
+    return crud.inspection_public(crud.get_inspection_for(session, inspection_id, caller))
+
+
+@router.get("/{inspection_id}/photos/{n}", response_class=FileResponse,
+            summary="A photo as uploaded")
+def read_photo(inspection_id: str, n: int, caller: PrincipalDep, session: SessionDep,
+               store: StoreDep) -> FileResponse:
+    photo = crud.get_photo(crud.get_inspection_for(session, inspection_id, caller), n)
+    path = store.path(photo.path)
+    if not path.is_file():
+        raise NotFound(f"photo {n} of inspection {inspection_id} is no longer stored", "n")
+    return FileResponse(path, media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"))
+
+
+@router.get("/{inspection_id}/photos/{n}/heatmap", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}},
+            summary="Where on the photo: a label's activation map over the photo (PNG)")
+def read_heatmap(inspection_id: str, n: int, caller: PrincipalDep, session: SessionDep,
+                 store: StoreDep,
+                 label: Annotated[str, Query(description="e.g. crack, or `anomaly`")]) -> Response:
+    photo = crud.get_photo(crud.get_inspection_for(session, inspection_id, caller), n)
+    values = heat_values(photo.predictions, label)
+    rgb = decode_photo(store.read(photo.path), min_side=DISPLAY_SIDE, where=f"photo {n}").rgb
+    return Response(heatmap_png(rgb, np.asarray(values, dtype=np.float32)), media_type="image/png")
+
+
+def heat_values(predictions: dict[str, Any], label: str) -> list[list[float]]:
+    if label == "anomaly":
+        anomaly_map = predictions.get("anomaly_map")
+        if anomaly_map is None:
+            raise NotFound("this photo has no anomaly map", "label")
+        return anomaly_map
+    cams: dict[str, dict[str, list[list[float]]]] = predictions.get("cams", {})
+    for head in ("damage", *sorted(cams)):
+        if label in cams.get(head, {}):
+            return cams[head][label]
+    known = sorted({name for head in cams.values() for name in head})
+    raise Unprocessable(f"no heatmap for label {label!r}; labels with maps: {known}", "label")

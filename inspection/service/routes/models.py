@@ -1,0 +1,42 @@
+"""The served model: what it is, and a hot reload (admin). The new bundle is loaded and checked
+completely before it replaces the old one; a bundle whose card and ONNX file do not match is
+refused (409) and the previous model keeps serving."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body
+
+from inspection.errors import BundleError
+from inspection.service.deps import AdminDep, EngineDep, PrincipalDep, StateDep
+from inspection.service.runtime import LoadedModel
+from inspection.service.schemas import ModelStatus, ReloadRequest
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+def model_status(model: LoadedModel, bundle: object) -> dict[str, object]:
+    card = model.card
+    return {"name": card.name, "version": card.version, "model_id": card.model_id,
+            "bundle": str(bundle), "checks_unavailable": model.unavailable}
+
+
+@router.get("/current", response_model=ModelStatus, summary="The model being served")
+def current_model(caller: PrincipalDep, model: EngineDep, state: StateDep) -> dict[str, object]:
+    return model_status(model, state.holder.bundle_dir)
+
+
+@router.post("/reload", response_model=ModelStatus, summary="Load a bundle and swap it in",
+             responses={409: {"description": "bundle refused; the previous model keeps serving"}})
+def reload_model(caller: AdminDep, state: StateDep,
+                 request: Annotated[ReloadRequest | None, Body()] = None) -> dict[str, object]:
+    bundle = request.bundle if request else None
+    try:
+        model = state.holder.reload(bundle)
+    except BundleError:
+        state.metrics.reloads.labels("refused").inc()
+        raise
+    state.metrics.reloads.labels("ok").inc()
+    state.metrics.set_model(model.card.name, model.card.version, model.card.model_id)
+    return model_status(model, state.holder.bundle_dir)

@@ -1,0 +1,168 @@
+"""The API's JSON shapes, layered like FastAPI's full-stack template: what a client sends
+(`*Create`), what is shared (`*Base`), what the API answers (`*Public`). These models are the
+OpenAPI documentation of the inspection answer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Source = Literal["station", "customer"]
+
+
+class QualityCheckPublic(BaseModel):
+    name: str = Field(description="too_small | blurred | too_dark | too_bright")
+    ok: bool
+    value: float = Field(description="the measured value (pixels, sharpness or mean brightness)")
+    threshold: float
+    reason: str = Field(description="a polite, specific request for a better photo; empty when ok")
+
+
+class ConditionPublic(BaseModel):
+    grade: str | None = Field(description="A as new, B like new, C used, D damaged")
+    confidence: float = Field(description="calibrated probability of the grade")
+    probabilities: dict[str, float]
+
+
+class PhotoPublic(BaseModel):
+    index: int
+    filename: str | None
+    format: str
+    width: int = Field(description="as uploaded, before orientation")
+    height: int
+    usable: bool = Field(description="false when any quality check failed")
+    quality: list[QualityCheckPublic]
+    condition: ConditionPublic | None
+    damages: dict[str, float] = Field(description="damage label -> calibrated probability")
+    accessories: dict[str, float] = Field(description="accessory label -> probability visible")
+    probabilities: dict[str, dict[str, float]] = Field(description="every head, label -> probability")
+    item_similarity: float | None = Field(
+        description="cosine similarity to the declared category's nearest reference")
+    anomaly_score: float | None
+
+
+class DamagePublic(BaseModel):
+    label: str
+    score: float = Field(description="highest probability any usable photo gave it")
+    threshold: float
+    found: bool
+
+
+class ItemPublic(BaseModel):
+    condition: ConditionPublic
+    damages: list[DamagePublic]
+    accessories_visible: list[str]
+    missing_accessories: list[str] = Field(description="the category's kit minus what any photo shows")
+    photos_used: list[int] = Field(description="photos the item assessment is based on (usable ones)")
+
+
+class FlagPublic(BaseModel):
+    kind: str = Field(description="damage_found | accessory_missing | low_confidence | "
+                                  "photo_unusable | item_mismatch | anomaly")
+    reason: str
+    score: float = Field(description="the score that raised it")
+    threshold: float
+    label: str | None = None
+    photo: int | None = Field(None, description="index of the photo that raised it (heatmap)")
+
+
+class SkippedCheckPublic(BaseModel):
+    kind: str
+    reason: str = Field(description="why this check was not evaluated")
+
+
+class DecisionPublic(BaseModel):
+    disposition: str = Field(description="restock | open_box | refurbish | liquidate | recycle | "
+                                         "manual_review (from the policy's rules)")
+    refund: str = Field(description="approve | hold_for_review")
+    rule: str
+    reasons: list[str]
+
+
+class ModelPublic(BaseModel):
+    name: str
+    version: str
+    model_id: str
+
+
+class TimingsPublic(BaseModel):
+    decode_ms: float
+    inference_ms: float
+    total_ms: float
+
+
+class InspectionResult(BaseModel):
+    category: str | None
+    photos: list[PhotoPublic]
+    item: ItemPublic
+    flags: list[FlagPublic]
+    skipped_checks: list[SkippedCheckPublic]
+    decision: DecisionPublic
+    model: ModelPublic
+    timings: TimingsPublic
+
+
+class ReviewBase(BaseModel):
+    decision: Literal["confirm", "correct"]
+    labels: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="corrected labels per head (e.g. {\"condition\": [\"C\"], \"damage\": "
+                    "[\"scratch\"]}); heads left out keep the model's labels")
+    disposition: str | None = None
+    note: str | None = Field(None, max_length=2000)
+
+
+class ReviewCreate(ReviewBase):
+    override: bool = Field(False, description="admin only: replace an existing review")
+
+
+class ReviewPublic(ReviewBase):
+    id: int
+    reviewer: str
+    override: bool
+    created_at: datetime
+
+
+class InspectionPublic(InspectionResult):
+    id: str
+    created_at: datetime
+    return_id: str
+    sku: str | None
+    source: Source
+    status: Literal["clear", "flagged", "reviewed"]
+    review: ReviewPublic | None = Field(None, description="the latest review, if any")
+
+
+class QueueItemPublic(BaseModel):
+    id: str
+    created_at: datetime
+    return_id: str
+    sku: str | None
+    category: str | None
+    source: str
+    flags: list[FlagPublic]
+    disposition: str
+    refund: str
+    photo_count: int
+
+
+class QueuePage(BaseModel):
+    items: list[QueueItemPublic]
+    total: int = Field(description="flagged, unreviewed items matching the filters")
+    limit: int
+    offset: int
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page")
+
+
+class ReloadRequest(BaseModel):
+    bundle: str | None = Field(None, description="bundle directory; default: the current one")
+
+
+class ModelStatus(BaseModel):
+    name: str
+    version: str
+    model_id: str
+    bundle: str
+    checks_unavailable: dict[str, str]

@@ -1,0 +1,86 @@
+"""Coreset, nearest-neighbour scoring, ONNX detector parity and threshold fitting on small
+generated arrays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.anomaly.coreset import coverage_radius, greedy_coreset
+from training.anomaly.export import parity, save_detector
+from training.anomaly.patchcore import PatchCore, flatten_patches, nearest_distances
+from training.anomaly.threshold import fit_calibration
+
+
+def _clustered(seed: int = 0) -> np.ndarray:
+    """400 points in 8 tight clusters of 16 dims: a random sample often misses a cluster."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=10.0, size=(8, 16))
+    sizes = [200, 100, 50, 20, 10, 10, 5, 5]
+    return np.concatenate([c + rng.normal(scale=0.1, size=(n, 16))
+                           for c, n in zip(centres, sizes, strict=True)]).astype(np.float32)
+
+
+def test_coreset_picks_distinct_points_and_covers_better_than_random() -> None:
+    points = _clustered()
+    chosen = greedy_coreset(points, 12, progress=False)
+    assert len(chosen) == 12 and len(set(chosen.tolist())) == 12
+    random_pick = np.random.default_rng(1).choice(len(points), 12, replace=False)
+    # greedy reaches every cluster; a random 12 of 400 misses the 5-point clusters
+    assert coverage_radius(points, chosen) < 1.0 < coverage_radius(points, random_pick)
+
+
+def test_coreset_larger_than_bank_keeps_everything() -> None:
+    assert len(greedy_coreset(np.zeros((5, 3), np.float32), 10, progress=False)) == 5
+
+
+def test_nearest_distance_of_a_bank_patch_is_zero() -> None:
+    features = np.random.default_rng(0).normal(size=(3, 8, 4, 4)).astype(np.float32)
+    detector = PatchCore.fit(features, coreset_ratio=1.0, progress=False)
+    scores, maps = detector.score(features)
+    assert maps.shape == (3, 4, 4)
+    assert np.allclose(scores, 0.0, atol=1e-2)
+    shifted = features + 5.0
+    assert detector.score(shifted)[0].min() > 1.0
+
+
+def test_nearest_distances_match_brute_force() -> None:
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(2, 6, 3, 5)).astype(np.float32)
+    bank = rng.normal(size=(40, 6)).astype(np.float32)
+    patches = flatten_patches(features)
+    brute = np.sqrt(((patches[:, None] - bank[None]) ** 2).sum(-1)).min(1).reshape(2, 3, 5)
+    assert np.allclose(nearest_distances(features, bank), brute, atol=1e-4)
+
+
+def test_onnx_detector_matches_torch_scores(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    bank = rng.normal(size=(64, 12)).astype(np.float32)
+    features = rng.normal(size=(2, 12, 5, 7)).astype(np.float32)
+    path = save_detector(bank, tmp_path / "anomaly" / "x.onnx", {"category": "x"})
+    assert parity(path, bank, features) < 1e-4
+
+
+def test_calibration_keeps_the_good_false_positive_rate() -> None:
+    good = np.linspace(1.0, 2.0, 101)
+    calibration = fit_calibration(good, target_fpr=0.05)
+    flagged = good / calibration.normaliser >= calibration.threshold
+    assert flagged.mean() <= 0.05
+    assert calibration.fitted_on["good"] == 101 and calibration.fitted_on["defect"] == 0
+
+
+def test_calibration_moves_threshold_into_the_gap_before_defects() -> None:
+    good = np.linspace(1.0, 2.0, 50)
+    alone = fit_calibration(good, target_fpr=0.0)
+    with_defects = fit_calibration(good, np.array([8.0, 9.0]), target_fpr=0.0)
+    assert alone.normaliser == pytest.approx(2.0)
+    assert 1.0 < alone.threshold < with_defects.threshold < 4.0  # between goods and defects
+    assert with_defects.fitted_on["defect_tpr"] == 1.0
+
+
+@pytest.mark.parametrize("bad", [np.array([1.0]), np.array([])])
+def test_calibration_refuses_too_few_good_scores(bad: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="at least 2"):
+        fit_calibration(bad)

@@ -1,0 +1,117 @@
+"""`anomaly fit` on a tiny generated bundle and manifest, then the torch-free runtime reading
+what it wrote, as the service does."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bundle_factory import build_bundle
+from PIL import Image
+
+from inspection.anomaly import AnomalyDetectors, ReferenceEmbeddings, upsample_map
+from inspection.card import read_card, verify_bundle
+from inspection.cli import main as cli_main
+from inspection.manifest import Sample, write_manifest
+
+HEADS = ["condition", "damage", "accessories"]
+
+
+def _photo(rng: np.random.Generator, colour: int, blob: bool) -> np.ndarray:
+    rgb = np.clip(rng.normal(colour, 6, (64, 64, 3)), 0, 255).astype(np.uint8)
+    if blob:
+        rgb[20:40, 20:40] = 255 - colour  # a defect: a patch unlike any good photo's
+    return rgb
+
+
+def _manifest(root: Path) -> Path:
+    """Two categories (dark phones, bright shoes): 8 good train, 3 good val, 1 damaged val."""
+    rng = np.random.default_rng(0)
+    samples = []
+    for category, colour in (("phone", 60), ("shoe", 190)):
+        for index in range(12):
+            split = "train" if index < 8 else "val"
+            damaged = index == 11
+            name = f"{category}_{index}.png"
+            Image.fromarray(_photo(rng, colour, damaged)).save(root / name)
+            labels = {"condition": ("D" if damaged else "A",),
+                      "damage": ("crack",) if damaged else (), "accessories": ()}
+            samples.append(Sample(image=name, item_id=f"{category}{index}", category=category,
+                                  split=split, labels=labels))
+    return write_manifest(root / "manifest.csv", samples, HEADS)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fit")
+    bundle = build_bundle(root / "bundle", size=32)
+    manifest = _manifest(root)
+    assert cli_main(["anomaly", "fit", "--bundle", str(bundle), "--manifest", str(manifest),
+                     "--coreset-ratio", "0.5"]) == 0
+    return bundle
+
+
+def test_fit_writes_detectors_and_keeps_the_bundle_binding(fitted: Path) -> None:
+    card = verify_bundle(fitted)  # model.onnx still matches the card
+    assert sorted(card.anomaly) == ["phone", "shoe"]
+    entry = card.anomaly["phone"]
+    assert (fitted / entry["file"]).is_file() and entry["bank_size"] > 0
+    assert entry["parity_max_rel_error"] < 1e-3 and entry["normaliser"] > 0
+    assert set(card.thresholds["item_mismatch"]) == {"phone", "shoe"}
+
+
+def test_runtime_scores_and_flags_with_card_threshold(fitted: Path) -> None:
+    card = read_card(fitted)
+    detectors = AnomalyDetectors.load(fitted, card)
+    assert detectors.has("phone") and not detectors.has("bike")
+    assert detectors.score("bike", np.zeros((1, 8, 4, 4), np.float32)) is None
+    features = np.random.default_rng(0).random((2, 8, 4, 4)).astype(np.float32)
+    result = detectors.score("phone", features)
+    assert result is not None and result.maps.shape == (2, 4, 4)
+    assert np.allclose(result.scores, result.maps.reshape(2, -1).max(axis=1), rtol=1e-5)
+    assert list(result.is_anomalous) == list(result.scores >= card.anomaly["phone"]["threshold"])
+    assert upsample_map(result.maps[0], 50, 30).shape == (30, 50)
+
+
+def test_reference_embeddings_prefer_the_declared_category(fitted: Path) -> None:
+    references = ReferenceEmbeddings.load(fitted, read_card(fitted))
+    assert references.has("phone") and references.has("shoe")
+    row = references.references["phone"][0]
+    assert references.similarity("phone", row) == pytest.approx(1.0, abs=1e-5)
+    assert not references.is_mismatch("phone", row)
+
+
+def test_tampered_detector_refuses_to_load(fitted: Path, tmp_path: Path) -> None:
+    card = read_card(fitted)
+    card.anomaly = {"phone": {**card.anomaly["phone"], "sha256": "0" * 64}}
+    from inspection.errors import BundleError
+    with pytest.raises(BundleError, match="sha256"):
+        AnomalyDetectors.load(fitted, card)
+
+
+def test_runtime_works_without_torch(fitted: Path) -> None:
+    """The service never imports torch: block it and score with the fitted detector."""
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np\n"
+        "from inspection.anomaly import AnomalyDetectors, ReferenceEmbeddings\n"
+        "from inspection.card import read_card\n"
+        f"card = read_card({str(fitted)!r})\n"
+        f"d = AnomalyDetectors.load({str(fitted)!r}, card)\n"
+        "r = d.score('shoe', np.ones((8, 4, 4), np.float32))\n"
+        f"ReferenceEmbeddings.load({str(fitted)!r}, card)\n"
+        "print(r.scores.shape, 'torch' in sys.modules and sys.modules['torch'] is not None)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "(1,) False"
+
+
+def test_fit_names_an_unknown_category(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bundle = build_bundle(tmp_path / "bundle", size=32)
+    manifest = _manifest(tmp_path)
+    code = cli_main(["anomaly", "fit", "--bundle", str(bundle), "--manifest", str(manifest),
+                     "--categories", "bike"])
+    assert code == 2 and "bike" in capsys.readouterr().err

@@ -1,0 +1,69 @@
+"""Targets, masks, class weights and augmentation presets on hand-made rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from inspection.manifest import Sample
+from inspection.taxonomy import load_taxonomy
+from training.data import balanced_sampler, class_weights, encode_targets
+from training.presets import PRESETS, augment
+
+TAXONOMY = load_taxonomy()
+CATEGORIES = TAXONOMY.categories
+
+
+def row(**labels: tuple[str, ...]) -> Sample:
+    return Sample(image="x.png", item_id="i", category="shoe", labels=labels)
+
+
+def test_targets_and_masks() -> None:
+    targets = encode_targets(row(condition=("C",), damage=("dent", "stain")), TAXONOMY, CATEGORIES)
+    assert int(targets["condition"]) == 2 and float(targets["condition_mask"]) == 1.0
+    assert targets["damage"].tolist() == [0, 0, 1, 1, 0, 0] and float(targets["damage_mask"]) == 1
+    # No accessories column at all: unlabelled, masked out of the loss.
+    assert float(targets["accessories_mask"]) == 0.0
+    assert int(targets["category"]) == CATEGORIES.index("shoe")
+
+
+def test_empty_single_label_is_unlabelled_but_empty_multi_label_means_none() -> None:
+    targets = encode_targets(row(condition=(), damage=()), TAXONOMY, CATEGORIES)
+    assert float(targets["condition_mask"]) == 0.0
+    assert float(targets["damage_mask"]) == 1.0 and targets["damage"].sum() == 0
+
+
+def test_unknown_category_is_minus_one() -> None:
+    sample = Sample(image="x.png", item_id="i", category="", labels={})
+    assert int(encode_targets(sample, TAXONOMY, CATEGORIES)["category"]) == -1
+
+
+def test_class_weights_favour_rare_labels() -> None:
+    rows = [row(condition=("A",), damage=()) for _ in range(9)] + \
+        [row(condition=("D",), damage=("crack",))]
+    weights = class_weights(rows, TAXONOMY)
+    condition = weights["condition"]
+    assert condition[3] > condition[0]  # D is 9x rarer than A
+    assert weights["damage"][1] == pytest.approx(9.0)  # 9 negatives per positive crack
+    assert weights["damage"][0] == 1.0  # never seen: left neutral
+
+
+def test_balanced_sampler_draws_rare_grades_about_as_often() -> None:
+    rows = [row(condition=("A",)) for _ in range(90)] + [row(condition=("D",)) for _ in range(10)]
+    sampler = balanced_sampler(rows, TAXONOMY, torch.Generator().manual_seed(0))
+    drawn = [rows[i].labels["condition"][0] for i in sampler]
+    assert 0.3 < drawn.count("D") / len(drawn) < 0.7
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_presets_keep_shape_and_type(name: str) -> None:
+    photo = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    out = augment(photo, PRESETS[name], np.random.default_rng(1))
+    assert out.shape == photo.shape and out.dtype == np.uint8
+    again = augment(photo, PRESETS[name], np.random.default_rng(1))
+    assert np.array_equal(out, again)  # the same draw for the same seed
+    if name == "none":
+        assert np.array_equal(out, photo)
+    else:
+        assert not np.array_equal(out, photo)

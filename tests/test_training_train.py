@@ -1,0 +1,138 @@
+"""`returns-inspect train` end to end on 16 tiny generated photos: checkpoints, resume, recipes,
+and the one-line errors for a CUDA request without CUDA and an unknown label."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from inspection.cli import main as cli
+from inspection.manifest import Sample, write_manifest
+from training.model import load_checkpoint
+
+CATEGORIES = ("phone", "headphones", "shoe", "boxed_kit")
+GRADES = ("A", "B", "C", "D")
+FAST = ["--input-size", "64", "--batch-size", "4", "--max-train-batches", "2", "--threads", "1",
+        "--freeze-epochs", "0", "--unfreeze-blocks", "1"]
+
+
+def draw_photo(rng: np.random.Generator, category: int, damaged: bool) -> np.ndarray:
+    """A grey tray with a coloured block per category; damage is a dark diagonal line."""
+    photo = np.full((64, 64, 3), 200, np.uint8)
+    colour = np.array([(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)][category])
+    top, left = rng.integers(4, 20, 2)
+    photo[top:top + 36, left:left + 36] = colour
+    if damaged:
+        for step in range(30):
+            photo[top + step, left + step] = 0
+    return photo
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    samples = []
+    for index in range(16):
+        category, damaged = index % 4, index % 3 == 0
+        name = f"photo{index:02d}.png"
+        Image.fromarray(draw_photo(rng, category, damaged)).save(root / name)
+        labels = {"condition": (GRADES[3 if damaged else index % 3],),
+                  "damage": ("scratch",) if damaged else (),
+                  "accessories": ("box",) if index % 2 else ()}
+        samples.append(Sample(image=name, item_id=f"item{index}", category=CATEGORIES[category],
+                              split="val" if index >= 12 else "train", labels=labels))
+    return write_manifest(root / "manifest.csv", samples, ["condition", "damage", "accessories"])
+
+
+def test_tiny_run_writes_checkpoints_that_load(manifest: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert cli(["train", "--manifest", str(manifest), "--out", str(run), "--epochs", "1", *FAST]) == 0
+    for name in ("best.pt", "last.pt", "config.yaml", "history.jsonl"):
+        assert (run / name).is_file(), name
+    model, checkpoint = load_checkpoint(run / "best.pt")
+    expected = {"model", "taxonomy", "preprocessing", "backbone", "embedding_dim", "config",
+                "epoch", "metrics", "manifest", "manifest_sha256", "optimizer", "scheduler",
+                "code_version"}
+    assert expected <= set(checkpoint)
+    assert checkpoint["epoch"] == 1 and checkpoint["preprocessing"]["input_size"] == 64
+    assert "score" in checkpoint["metrics"] and "condition/accuracy" in checkpoint["metrics"]
+    with torch.no_grad():
+        outputs = model(torch.zeros(1, 3, 64, 64))
+    assert list(outputs) == model.output_names
+
+
+def test_resume_continues_from_the_saved_epoch(manifest: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = ["train", "--manifest", str(manifest), "--out", str(run), *FAST]
+    assert cli([*args, "--epochs", "1"]) == 0
+    first = torch.load(run / "last.pt", weights_only=True)
+    assert cli(["train", "--resume", str(run / "last.pt"), "--epochs", "2"]) == 0
+    second = torch.load(run / "last.pt", weights_only=True)
+    assert second["epoch"] == 2
+    # The schedule went on counting steps rather than restarting at warmup.
+    assert second["scheduler"]["last_epoch"] == 2 * first["scheduler"]["last_epoch"]
+    epochs = [json.loads(line)["epoch"] for line in (run / "history.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2]
+
+
+def test_recipe_fills_config_and_flags_override(manifest: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"epochs": 1, "lr": 0.01, "augment": "strong",
+                                      "batch-size": 8}))
+    run = tmp_path / "run"
+    assert cli(["train", "--recipe", str(recipe), "--manifest", str(manifest), "--out", str(run),
+                *FAST]) == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["lr"] == 0.01 and saved["augment"] == "strong"  # from the recipe
+    assert saved["batch_size"] == 4 and saved["input_size"] == 64  # flags win
+
+
+def test_unknown_recipe_field_is_named(manifest: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("epochz: 3\n")
+    assert cli(["train", "--recipe", str(recipe), "--manifest", str(manifest)]) == 2
+    assert "epochz" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_names_the_flag(manifest: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli(["train", "--manifest", str(manifest), "--out", str(tmp_path / "run"),
+                "--device", "cuda"])
+    error = capsys.readouterr().err
+    assert code == 2 and "--device" in error and "Traceback" not in error
+    assert not (tmp_path / "run").exists()  # nothing written half
+
+
+def test_unknown_label_names_file_and_line(manifest: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    with open(manifest, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    rows[2]["condition"] = "Z"  # the third data row: line 4, after the header
+    bad = manifest.parent / "bad.csv"
+    with open(bad, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    code = cli(["train", "--manifest", str(bad), "--out", str(tmp_path / "run")])
+    error = capsys.readouterr().err
+    assert code == 2 and f"{bad}:4" in error and "Z" in error
+    assert not (tmp_path / "run").exists()
+
+
+def test_same_seed_same_run(manifest: Path, tmp_path: Path) -> None:
+    args = ["train", "--manifest", str(manifest), "--epochs", "1", "--balance", "sampler", *FAST]
+    assert cli([*args, "--out", str(tmp_path / "a")]) == 0
+    assert cli([*args, "--out", str(tmp_path / "b")]) == 0
+    first, second = (torch.load(tmp_path / run / "last.pt", weights_only=True) for run in "ab")
+    assert first["metrics"] == second["metrics"]
+    torch.testing.assert_close(first["model"], second["model"])

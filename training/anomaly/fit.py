@@ -1,0 +1,147 @@
+"""`returns-inspect anomaly fit`: per-category anomaly detectors and item-mismatch references
+for a bundle, from the good photos of a manifest, run through the BUNDLE's ONNX so the fitted
+features are exactly what the service sees.
+
+Writes `anomaly/<category>.onnx` and `references.npz` into the bundle and updates only the
+card's `anomaly` section and its `item_mismatch` thresholds; model.onnx and its binding to the
+card are untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from inspection.anomaly import MISMATCH_KEY, REFERENCES_FILE
+from inspection.card import ModelCard
+from inspection.engine import Engine
+from inspection.errors import InputError
+from inspection.images import load_photo
+from inspection.manifest import Manifest, Sample, file_sha256, read_manifest
+from training.anomaly.export import parity, save_detector
+from training.anomaly.features import PATCH_STRIDES
+from training.anomaly.patchcore import PatchCore
+from training.anomaly.references import (
+    fit_mismatch_threshold,
+    nearest_similarity,
+    prototypes,
+)
+from training.anomaly.threshold import DEFAULT_TARGET_FPR, fit_calibration
+
+log = logging.getLogger(__name__)
+GOOD_CONDITIONS = {"A", "B"}
+MIN_PHOTOS = 4
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", type=Path, required=True)
+    parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument("--categories", nargs="*", help="default: every category in the manifest")
+    parser.add_argument("--coreset-ratio", type=float, default=0.01,
+                        help="share of patches kept; 0.01 keeps the detector within 1.5x latency")
+    parser.add_argument("--target-fpr", type=float, default=DEFAULT_TARGET_FPR)
+    parser.add_argument("--no-references", action="store_true", help="skip item mismatch")
+
+
+def is_good(sample: Sample) -> bool:
+    """No damage: condition A/B, an empty damage head, and `good` on any head that has it."""
+    for head, labels in sample.labels.items():
+        if head == "condition" and not set(labels) <= GOOD_CONDITIONS:
+            return False
+        if head == "damage" and labels:
+            return False
+        if head not in ("condition", "damage", "accessories") and labels and labels != ("good",):
+            return False
+    return True
+
+
+def run_outputs(engine: Engine, manifest: Manifest, samples: Sequence[Sample], output: str,
+                desc: str) -> np.ndarray:
+    chunks = []
+    for start in tqdm(range(0, len(samples), 8), desc=desc, mininterval=1.0):
+        photos = [load_photo(manifest.image_path(s)) for s in samples[start:start + 8]]
+        chunks.extend(next(engine.iter_raw(photos, batch_size=8, outputs=[output]))[output])
+    return np.stack(chunks) if chunks else np.zeros((0, 0), np.float32)
+
+
+def fit_category(engine: Engine, manifest: Manifest, category: str, coreset_ratio: float,
+                 target_fpr: float) -> dict:
+    """Fit, export and calibrate one category's detector; return its card entry."""
+    rows = [s for s in manifest.samples if s.category == category]
+    train = [s for s in rows if s.split == "train" and is_good(s)]
+    held = [s for s in rows if s.split == "val" and is_good(s)]
+    defects = [s for s in rows if s.split == "val" and not is_good(s)]
+    if len(held) < 2:  # no val goods: hold out a fifth of the train goods instead
+        cut = max(2, len(train) // 5)
+        train, held = train[cut:], train[:cut]
+    if len(train) < MIN_PHOTOS:
+        raise InputError(f"category {category!r} has {len(train)} good train photos; "
+                         f"need {MIN_PHOTOS}", where=manifest.path)
+    features = run_outputs(engine, manifest, train, "patch_features", f"{category} train")
+    detector = PatchCore.fit(features, coreset_ratio)
+    path = engine.bundle_dir / "anomaly" / f"{category}.onnx"
+    save_detector(detector.bank, path, {"category": category,
+                                        "returns_inspection.model_id": engine.card.model_id})
+    held_features = run_outputs(engine, manifest, held, "patch_features", f"{category} held")
+    error = parity(path, detector.bank, held_features)
+    if error > 1e-3:
+        raise RuntimeError(f"{path}: ONNX/torch parity {error:.2e} exceeds 1e-3")
+    defect_scores = (detector.score(run_outputs(engine, manifest, defects, "patch_features",
+                                                f"{category} defects"))[0] if defects else None)
+    calibration = fit_calibration(detector.score(held_features)[0], defect_scores, target_fpr)
+    return {"file": f"anomaly/{category}.onnx", "sha256": file_sha256(path),
+            "threshold": calibration.threshold, "normaliser": calibration.normaliser,
+            "bank_size": int(len(detector.bank)), "layers": list(PATCH_STRIDES),
+            "coreset_ratio": coreset_ratio, "parity_max_rel_error": error,
+            "fitted_on": {**calibration.fitted_on, "train": len(train),
+                          "manifest_sha256": manifest.sha256()}}
+
+
+def fit_references(engine: Engine, manifest: Manifest, categories: Sequence[str]
+                   ) -> tuple[dict[str, np.ndarray], dict[str, float], dict]:
+    """Prototypes from train goods; threshold from val: genuine vs other categories' photos."""
+    embed = {split: {c: run_outputs(engine, manifest, [s for s in manifest.samples
+                                                       if s.category == c and s.split == split
+                                                       and is_good(s)], "embedding", f"{c} {split}")
+                     for c in categories} for split in ("train", "val")}
+    references, thresholds, report = {}, {}, {}
+    for category in categories:
+        references[category] = prototypes(embed["train"][category])
+        genuine = embed["val"][category]
+        if len(genuine) < 2:  # no val photos: judge on train (optimistic, said in the card)
+            genuine = embed["train"][category]
+        others = [embed["val"][c] for c in categories if c != category and len(embed["val"][c])]
+        fitted = fit_mismatch_threshold(
+            nearest_similarity(references[category], genuine),
+            nearest_similarity(references[category], np.concatenate(others)) if others else None)
+        thresholds[category] = fitted.threshold
+        report[category] = fitted.__dict__
+    return references, thresholds, report
+
+
+def main(args: argparse.Namespace) -> int:
+    engine = Engine.load(args.bundle, threads=2)
+    manifest = read_manifest(args.manifest)
+    known = sorted({s.category for s in manifest.samples if s.category})
+    categories = args.categories or known
+    missing = sorted(set(categories) - set(known))
+    if missing:
+        raise InputError(f"no photos of {missing} in the manifest (it has {known})", "--categories")
+    card: ModelCard = engine.card
+    for category in categories:
+        card.anomaly[category] = fit_category(engine, manifest, category, args.coreset_ratio,
+                                              args.target_fpr)
+        entry = card.anomaly[category]
+        print(f"{category}: bank {entry['bank_size']} patches, threshold {entry['threshold']:.3f}")
+    if not args.no_references:
+        references, thresholds, report = fit_references(engine, manifest, categories)
+        np.savez(args.bundle / REFERENCES_FILE, **references)
+        card.thresholds[MISMATCH_KEY] = {**card.thresholds.get(MISMATCH_KEY, {}), **thresholds}
+        card.calibration[MISMATCH_KEY] = report
+    card.save(args.bundle)
+    return 0

@@ -1,0 +1,52 @@
+"""Per-category score normalisation and threshold, fitted on held-out good photos.
+
+normalised score = raw score / normaliser, where the normaliser is a high quantile of held-out
+good photos' raw scores: 1.0 means "as unusual as the most unusual normal photos". The
+threshold (in normalised units) keeps the held-out good false-positive rate at or under the
+target; where held-out defects exist it moves up into the gap between goods and defects, which
+buys margin for unseen good photos without missing any held-out defect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+DEFAULT_TARGET_FPR = 0.02
+
+
+@dataclass(frozen=True)
+class Calibration:
+    normaliser: float  # raw score that maps to 1.0
+    threshold: float  # normalised score at or above which a photo is anomalous
+    fitted_on: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fit_calibration(good_scores: np.ndarray, defect_scores: np.ndarray | None = None,
+                    target_fpr: float = DEFAULT_TARGET_FPR) -> Calibration:
+    """Fit normaliser and threshold from held-out raw scores (see module docstring)."""
+    good = np.asarray(good_scores, dtype=np.float64)
+    if good.size < 2:
+        msg = f"need at least 2 held-out good scores to calibrate, got {good.size}"
+        raise ValueError(msg)
+    if not 0.0 <= target_fpr < 1.0:
+        msg = f"target false-positive rate must be in [0, 1), got {target_fpr}"
+        raise ValueError(msg)
+    # `higher` quantile: an actual held-out score, so at most target_fpr of goods lie above it
+    normaliser = float(np.quantile(good, 1.0 - target_fpr, method="higher"))
+    normaliser = max(normaliser, 1e-12)
+    threshold = 1.0 + 1e-6  # strictly above the quantile's own good photo
+    defects = np.asarray(defect_scores if defect_scores is not None else [], dtype=np.float64)
+    above = defects[defects / normaliser > threshold] / normaliser
+    if above.size:
+        threshold = float(np.sqrt(threshold * above.min()))  # geometric middle of the gap
+    return Calibration(normaliser, threshold, {
+        "good": int(good.size), "defect": int(defects.size), "target_fpr": target_fpr,
+        "good_fpr": float(np.mean(good / normaliser >= threshold)),
+        "defect_tpr": float(np.mean(defects / normaliser >= threshold)) if defects.size else None,
+    })

@@ -1,0 +1,172 @@
+"""The training configuration: a typed dataclass filled from defaults, then an optional YAML
+recipe (`--recipe`), then command-line flags, each overriding the one before. Saved with the run
+as `config.yaml`, and inside every checkpoint, so a run can be reproduced and resumed.
+Relative paths in a recipe are read from the current directory, like those on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from inspection.errors import InputError
+from training.backbone import BACKBONES
+from training.presets import PRESETS
+
+BALANCE_MODES = ("none", "weights", "sampler")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainConfig:
+    manifest: str = ""
+    taxonomy: str = ""  # empty: taxonomy.yaml beside the manifest if present, else the default
+    out: str = ""  # run folder; empty: runs/<UTC timestamp>
+    backbone: str = "efficientnet_lite0"
+    input_size: int = 224
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3  # heads; the backbone gets lr * backbone_lr_scale
+    backbone_lr_scale: float = 0.3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    freeze_epochs: int = 1  # head-only epochs before the backbone's last blocks train
+    unfreeze_blocks: int | str = 2  # last N of the 7 blocks (+ head conv); 'all' adds the stem
+    augment: str = "default"
+    balance: str = "weights"
+    label_smoothing: float = 0.05
+    embedding_weight: float = 0.5  # weight of the category loss that shapes the embedding
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # CUDA only
+    channels_last: bool = True  # CUDA only
+    num_workers: int = 0
+    patience: int = 0  # epochs without a better val score before stopping; 0 = never
+    resume: str = ""  # a last.pt to continue from
+    max_train_batches: int = 0  # 0 = all; tests use a few
+    threads: int = 0  # torch CPU threads; 0 = os.cpu_count()
+    synthetic_damage: str = ""  # hook for CutPaste-style synthetic damage (issue 4); unused here
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Path) -> None:
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+CHOICES = {"backbone": sorted(BACKBONES), "augment": list(PRESETS), "balance": list(BALANCE_MODES),
+           "device": list(DEVICES)}
+HELP = {
+    "manifest": "CSV or JSONL manifest with train/val splits",
+    "taxonomy": "taxonomy YAML; empty: taxonomy.yaml beside the manifest, else the packaged one",
+    "out": "run folder; empty: runs/<UTC timestamp>",
+    "unfreeze_blocks": "after the frozen epochs, train the last N backbone blocks, or 'all'",
+    "balance": "weights: class-weighted loss; sampler: balanced batches",
+    "resume": "continue from a last.pt (same epoch, optimizer and schedule)",
+    "synthetic_damage": "reserved for CutPaste-style synthetic damage",
+}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per field; unset flags stay absent so a recipe's values are not overwritten."""
+    parser.add_argument("--recipe", help="YAML file of config fields; flags override it")
+    for field in fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        default = field.default
+        kind = _parse_unfreeze if field.name == "unfreeze_blocks" else type(default)
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=f"(default {default})")
+        else:
+            parser.add_argument(flag, type=kind, default=argparse.SUPPRESS,
+                                choices=CHOICES.get(field.name), metavar=field.name.upper(),
+                                help=_help(field.name, default))
+
+
+def _help(name: str, default: Any) -> str:
+    choices = f"one of {', '.join(CHOICES[name])}; " if name in CHOICES else ""
+    return f"{HELP.get(name, '')} ({choices}default {default!r})".strip()
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values: dict[str, Any] = {}
+    recipe = getattr(args, "recipe", None)
+    if recipe:
+        values.update(read_recipe(Path(recipe)))
+    names = {field.name for field in fields(TrainConfig)}
+    values.update({key: value for key, value in vars(args).items() if key in names})
+    return finish(TrainConfig(**values))
+
+
+def read_recipe(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise InputError("recipe file not found", path) from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML ({exc})", path) from None
+    if not isinstance(data, dict):
+        raise InputError("a recipe is a mapping of config fields", path)
+    types = {field.name: type(field.default) for field in fields(TrainConfig)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name not in types:
+            raise InputError(f"unknown field {key!r}; known: {sorted(types)}", path)
+        try:
+            values[name] = _parse_unfreeze(value) if name == "unfreeze_blocks" else \
+                _coerce(value, types[name])
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
+            raise InputError(f"{key}: {exc}", path) from None
+    return values
+
+
+def _coerce(value: Any, kind: type) -> Any:
+    if kind is bool and not isinstance(value, bool):
+        msg = f"expected true or false, got {value!r}"
+        raise ValueError(msg)
+    return "" if value is None and kind is str else kind(value)
+
+
+def _parse_unfreeze(value: Any) -> int | str:
+    if str(value) == "all":
+        return "all"
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        msg = f"expected a number of blocks or 'all', got {value!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def finish(config: TrainConfig) -> TrainConfig:
+    """Fill derived defaults and reject values no run could use, naming the flag."""
+    if not config.manifest:
+        raise InputError("a manifest is required", "--manifest")
+    if not config.taxonomy:
+        beside = Path(config.manifest).parent / "taxonomy.yaml"
+        config.taxonomy = str(beside) if beside.is_file() else ""
+    if not config.out:
+        config.out = str(Path("runs") / datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
+    checks = [
+        ("--backbone", config.backbone in BACKBONES, f"one of {sorted(BACKBONES)}"),
+        ("--augment", config.augment in PRESETS, f"one of {list(PRESETS)}"),
+        ("--balance", config.balance in BALANCE_MODES, f"one of {BALANCE_MODES}"),
+        ("--device", config.device in DEVICES, f"one of {DEVICES}"),
+        ("--epochs", config.epochs >= 1, "at least 1"),
+        ("--batch-size", config.batch_size >= 1, "at least 1"),
+        ("--input-size", 32 <= config.input_size <= 1024, "between 32 and 1024"),
+        ("--freeze-epochs", config.freeze_epochs >= 0, "0 or more"),
+        ("--unfreeze-blocks", config.unfreeze_blocks == "all" or 0 <= int(config.unfreeze_blocks) <= 7,
+         "0..7 or 'all'"),
+    ]
+    for flag, ok, expected in checks:
+        if not ok:
+            raise InputError(f"must be {expected}, got {getattr(config, flag[2:].replace('-', '_'))!r}",
+                             flag)
+    return config

@@ -1,0 +1,207 @@
+"""One epoch of training and one pass of evaluation, the loss and metrics they share, and the
+optimizer and learning-rate schedule.
+
+Loss = sum over heads of the masked head loss (cross-entropy with label smoothing for single
+heads, BCE for multi heads, each with class weights from train counts) + `embedding_weight` x
+the cosine-softmax category loss that shapes the embedding. Rows that do not label a head add
+nothing to that head's loss.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import average_precision_score, f1_score
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from inspection.taxonomy import Taxonomy
+from training.config import TrainConfig
+from training.model import InspectionNet
+
+Batch = dict[str, torch.Tensor]
+MIN_LR_FACTOR = 0.01  # cosine ends at 1% of the peak rate, not zero
+
+
+@dataclass
+class LossSettings:
+    weights: dict[str, torch.Tensor] = field(default_factory=dict)  # per head, from data.py
+    label_smoothing: float = 0.0
+    embedding_weight: float = 0.0
+
+
+def compute_loss(model: InspectionNet, outputs: dict[str, torch.Tensor], batch: Batch,
+                 settings: LossSettings) -> tuple[torch.Tensor, dict[str, float]]:
+    parts: dict[str, torch.Tensor] = {}
+    for head in model.taxonomy.heads:
+        logits = outputs[f"{head.name}_logits"].float()
+        target, mask = batch[head.name], batch[f"{head.name}_mask"]
+        weight = settings.weights.get(head.name)
+        weight = weight.to(logits.device) if weight is not None else None
+        if head.type == "single":
+            per_row = F.cross_entropy(logits, target, weight=weight, reduction="none",
+                                      label_smoothing=settings.label_smoothing)
+        else:
+            per_row = F.binary_cross_entropy_with_logits(
+                logits, target, pos_weight=weight, reduction="none").mean(dim=1)
+        # Masked mean: rows that do not label this head count for nothing.
+        parts[head.name] = (per_row * mask).sum() / mask.sum().clamp(min=1.0)
+    category = batch["category"]
+    if settings.embedding_weight and model.category_classifier is not None:
+        known = (category >= 0).float()
+        per_row = F.cross_entropy(model.category_logits(outputs["embedding"].float()),
+                                  category.clamp(min=0), reduction="none")
+        parts["category"] = settings.embedding_weight * (per_row * known).sum() / \
+            known.sum().clamp(min=1.0)
+    total = torch.stack(list(parts.values())).sum()
+    return total, {name: float(value.detach()) for name, value in parts.items()}
+
+
+def to_device(batch: Batch, device: torch.device, channels_last: bool) -> Batch:
+    moved = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+    if channels_last:
+        moved["image"] = moved["image"].contiguous(memory_format=torch.channels_last)
+    return moved
+
+
+def train_one_epoch(model: InspectionNet, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, settings: LossSettings,
+                    device: torch.device, autocast: Callable[[], AbstractContextManager] = nullcontext,
+                    scaler: torch.amp.GradScaler | None = None, channels_last: bool = False,
+                    max_batches: int = 0, desc: str = "train") -> dict[str, float]:
+    model.train()
+    total_loss, seen, started = 0.0, 0, time.perf_counter()
+    steps = min(len(loader), max_batches) if max_batches else len(loader)
+    progress = tqdm(loader, total=steps, desc=desc, leave=False, mininterval=1.0)
+    for step, batch in enumerate(progress):
+        if step >= steps:
+            break
+        batch = to_device(batch, device, channels_last)
+        with autocast():
+            outputs = model(batch["image"])
+            loss, _ = compute_loss(model, outputs, batch, settings)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        scheduler.step()  # per step: warmup and cosine are measured in optimizer steps
+        rows = len(batch["image"])
+        total_loss, seen = total_loss + float(loss.detach()) * rows, seen + rows
+        progress.set_postfix(loss=f"{total_loss / seen:.3f}", lr=f"{scheduler.get_last_lr()[-1]:.2e}")
+    seconds = time.perf_counter() - started
+    return {"loss": total_loss / max(seen, 1), "images_per_s": seen / max(seconds, 1e-9),
+            "seconds": seconds}
+
+
+@torch.inference_mode()
+def evaluate(model: InspectionNet, loader: DataLoader, settings: LossSettings,
+             device: torch.device, autocast: Callable[[], AbstractContextManager] = nullcontext,
+             channels_last: bool = False) -> dict[str, float]:
+    """Val loss, per-head metrics and `score`, the mean of the heads' main metric (macro-F1 for
+    single heads, mean average precision for multi heads), which picks the best checkpoint."""
+    model.eval()
+    total_loss, seen = 0.0, 0
+    collected: dict[str, list[np.ndarray]] = {}
+    for batch in tqdm(loader, desc="val", leave=False, mininterval=1.0):
+        batch = to_device(batch, device, channels_last)
+        with autocast():
+            outputs = model(batch["image"])
+            loss, _ = compute_loss(model, outputs, batch, settings)
+        total_loss, seen = total_loss + float(loss) * len(batch["image"]), seen + len(batch["image"])
+        for head in model.taxonomy.heads:
+            _collect(collected, head.name, outputs[f"{head.name}_logits"], batch[head.name],
+                     batch[f"{head.name}_mask"])
+        if model.category_classifier is not None:
+            category_logits = model.category_logits(outputs["embedding"].float())
+            _collect(collected, "category", category_logits, batch["category"],
+                     (batch["category"] >= 0).float())
+    metrics = {"loss": total_loss / max(seen, 1)}
+    metrics.update(head_metrics(model.taxonomy, collected))
+    return metrics
+
+
+def _collect(collected: dict[str, list[np.ndarray]], name: str, logits: torch.Tensor,
+             target: torch.Tensor, mask: torch.Tensor) -> None:
+    keep = mask.bool().cpu()
+    collected.setdefault(f"{name}/logits", []).append(logits.float().cpu()[keep].numpy())
+    collected.setdefault(f"{name}/target", []).append(target.cpu()[keep].numpy())
+
+
+def head_metrics(taxonomy: Taxonomy, collected: dict[str, list[np.ndarray]]) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    main: list[float] = []
+    single = [(h.name, len(h.labels)) for h in taxonomy.heads if h.type == "single"]
+    if "category/logits" in collected:
+        single.append(("category", 0))
+    for name, count in single:
+        logits, target = (np.concatenate(collected.get(f"{name}/{k}", [np.zeros(0)]))
+                          for k in ("logits", "target"))
+        if not len(target):
+            continue
+        predicted = logits.argmax(axis=1)
+        metrics[f"{name}/accuracy"] = float((predicted == target).mean())
+        metrics[f"{name}/macro_f1"] = float(f1_score(target, predicted, average="macro",
+                                                     zero_division=0))
+        if count:  # the category accuracy shapes the embedding but is not a head's score
+            main.append(metrics[f"{name}/macro_f1"])
+    for head in (h for h in taxonomy.heads if h.type == "multi"):
+        if f"{head.name}/target" not in collected:
+            continue
+        logits = np.concatenate(collected[f"{head.name}/logits"])
+        target = np.concatenate(collected[f"{head.name}/target"])
+        if not len(target):
+            continue
+        present = target.sum(axis=0) > 0  # AP is undefined for a label with no positives
+        if present.any():
+            metrics[f"{head.name}/mean_ap"] = float(average_precision_score(
+                target[:, present], logits[:, present], average="macro"))
+            main.append(metrics[f"{head.name}/mean_ap"])
+        metrics[f"{head.name}/micro_f1"] = float(f1_score(target, logits > 0, average="micro",
+                                                          zero_division=0))
+    metrics["score"] = float(np.mean(main)) if main else 0.0
+    return metrics
+
+
+def make_optimizer(model: InspectionNet, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW, four groups: backbone / heads x decayed weights / undecayed biases and norms."""
+    groups = []
+    for params, scale in ((model.backbone_parameters(), config.backbone_lr_scale),
+                          (model.head_parameters(), 1.0)):
+        for decay in (True, False):
+            chosen = [p for p in params if (p.ndim > 1) == decay]
+            groups.append({"params": chosen, "lr": config.lr * scale,
+                           "weight_decay": config.weight_decay if decay else 0.0})
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
+                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per step: the heads warm up from step 0, the backbone from the end of the frozen
+    epochs; both then follow a cosine to MIN_LR_FACTOR at the last step."""
+    total = config.epochs * steps_per_epoch
+    warmup = max(1, round(config.warmup_epochs * steps_per_epoch))
+    backbone_start = config.freeze_epochs * steps_per_epoch
+    heads = partial(_warmup_cosine, start=0, warmup=warmup, total=total)
+    backbone = partial(_warmup_cosine, start=backbone_start, warmup=warmup, total=total)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, [backbone, backbone, heads, heads])
+
+
+def _warmup_cosine(step: int, start: int, warmup: int, total: int) -> float:
+    if step < start:
+        return 0.0
+    if step < start + warmup:
+        return (step - start + 1) / warmup
+    progress = (step - start - warmup) / max(1, total - start - warmup)
+    return MIN_LR_FACTOR + (1 - MIN_LR_FACTOR) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))

@@ -1,0 +1,187 @@
+"""`returns-inspect evaluate`: metrics.json and report.html of a bundle on a manifest split.
+
+    returns-inspect evaluate --bundle models/default --manifest data/synth/manifest.csv --split test \\
+        --out runs/default/eval
+
+The photos go through the served path (`load_photo`, the card's preprocessing, the bundle's ONNX
+session, the card's temperatures and thresholds), so the figures describe what the service
+answers, not what the PyTorch model did during training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inspection.card import read_card
+from inspection.engine import Engine, head_probabilities
+from inspection.errors import InputError
+from inspection.manifest import Sample, read_manifest
+from inspection.taxonomy import Taxonomy
+from training.calibrate import item_flags
+from training.calibration import default_thresholds
+from training.metrics import multi_label_metrics, single_label_metrics
+from training.predictions import collect_logits, model_photo, multi_targets, single_targets, split_samples
+from training.report import ReportData, thumbnail_b64, write_report
+from training.versioning import code_version, utc_now
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", required=True, help="bundle folder, e.g. models/default")
+    parser.add_argument("--manifest", required=True, help="manifest with the split to evaluate")
+    parser.add_argument("--split", default="test", help="split to evaluate (default test)")
+    parser.add_argument("--out", type=Path, help="output folder (default: runs/eval/NAME-SPLIT)")
+    parser.add_argument("--worst", type=int, default=24, help="errors shown in the gallery (default 24)")
+    parser.add_argument("--update-card", action="store_true",
+                        help="write the metrics into the card's `metrics` (ONNX untouched)")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.worst < 0:
+        raise InputError(f"must be >= 0, got {args.worst}", "--worst")
+    engine = Engine.load(args.bundle)
+    manifest = read_manifest(args.manifest, engine.taxonomy)
+    samples = split_samples(manifest, args.split)
+    outputs = collect_logits(engine, manifest, samples, desc=f"evaluate {args.split}")
+    card = engine.card
+    thresholds = {**default_thresholds(engine.taxonomy), **card.thresholds}
+    probabilities = {head.name: head_probabilities(outputs.logits[head.name], head,
+                                                   card.temperatures.get(head.name, 1.0))
+                     for head in engine.taxonomy.heads}
+    heads = head_metrics(probabilities, samples, engine.taxonomy, thresholds)
+    metrics: dict[str, Any] = {
+        "bundle": {"name": card.name, "version": card.version, "model_id": card.model_id,
+                   "path": str(engine.bundle_dir)},
+        "manifest": str(manifest.path), "manifest_sha256": manifest.sha256(), "split": args.split,
+        "photos": len(samples), "items": len({s.item_id for s in samples}),
+        "heads": heads,
+        "items_metrics": item_metrics(probabilities, samples, engine.taxonomy, thresholds),
+        "timing": {"seconds": outputs.seconds,
+                   "photos_per_second": len(samples) / max(outputs.seconds, 1e-9)},
+        "code_version": code_version(), "created": utc_now(),
+    }
+    worst = worst_errors(probabilities, samples, engine.taxonomy, thresholds, args.worst)
+    for entry in worst:
+        entry["image"] = str(outputs.paths[entry["row"]])
+    metrics["worst_errors"] = worst
+    out = args.out or Path("runs") / "eval" / f"{card.name}-{args.split}"
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / "metrics.json.partial"
+    partial.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    partial.replace(out / "metrics.json")
+    gallery = [{**entry, "thumbnail": thumbnail_b64(model_photo(Path(entry["image"]), card.preprocessing))}
+               for entry in worst]
+    write_report(out / "report.html", ReportData(metrics, engine.taxonomy,
+                                                 labelled_scores(probabilities, samples, engine.taxonomy),
+                                                 gallery))
+    if args.update_card:
+        update_card(engine.bundle_dir, metrics)
+    for name, values in heads.items():
+        print(f"{name}: accuracy {values.get('accuracy', 0):.3f}, "
+              f"macro-F1 {values.get('macro_f1') or 0:.3f}, ECE {values.get('ece', 0):.3f}")
+    print(f"wrote {out / 'metrics.json'} and {out / 'report.html'}")
+    return 0
+
+
+def head_metrics(probabilities: dict[str, np.ndarray], samples: list[Sample], taxonomy: Taxonomy,
+                 thresholds: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    heads: dict[str, dict[str, Any]] = {}
+    for head in taxonomy.heads:
+        if head.type == "single":
+            heads[head.name] = single_label_metrics(single_targets(samples, head), probabilities[head.name],
+                                                    head.labels)
+        else:
+            y, labelled = multi_targets(samples, head)
+            heads[head.name] = multi_label_metrics(y, probabilities[head.name], head.labels,
+                                                   thresholds.get(head.name), labelled)
+    return heads
+
+
+def labelled_scores(probabilities: dict[str, np.ndarray], samples: list[Sample],
+                    taxonomy: Taxonomy) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(targets, probabilities) of the labelled photos of each multi-label head: PR curves."""
+    scores = {}
+    for head in taxonomy.heads:
+        if head.type == "multi":
+            y, labelled = multi_targets(samples, head)
+            scores[head.name] = (y[labelled], probabilities[head.name][labelled])
+    return scores
+
+
+def item_metrics(probabilities: dict[str, np.ndarray], samples: list[Sample], taxonomy: Taxonomy,
+                 thresholds: dict[str, Any]) -> dict[str, Any]:
+    """Missing accessories per item (the category's kit minus what any photo shows), judged
+    against the same rule applied to the true labels, and the share of items sent to review."""
+    result: dict[str, Any] = {"review_rate": float(item_flags(probabilities, samples, taxonomy,
+                                                                thresholds).mean())}
+    if not (taxonomy.has_head("accessories") and taxonomy.kits):
+        return result
+    head = taxonomy.head("accessories")
+    cut = np.array([thresholds["accessories"][label] for label in head.labels])
+    rows: dict[str, list[int]] = defaultdict(list)
+    for row, sample in enumerate(samples):
+        if sample.category in taxonomy.kits and "accessories" in sample.labels:
+            rows[sample.item_id].append(row)
+    exact, decisions, correct = 0, 0, 0
+    for item_rows in rows.values():
+        category = samples[item_rows[0]].category
+        seen = np.any(probabilities["accessories"][item_rows] >= cut, axis=0)
+        visible = {label for label, shown in zip(head.labels, list(seen), strict=True) if shown}
+        predicted = set(taxonomy.missing_accessories(category, visible))
+        truly_visible = {label for row in item_rows for label in samples[row].labels["accessories"]}
+        actual = set(taxonomy.missing_accessories(category, truly_visible))
+        exact += predicted == actual
+        kit = taxonomy.kits[category]
+        decisions += len(kit)
+        correct += sum((part in predicted) == (part in actual) for part in kit)
+    if rows:
+        result.update({"missing_accessories_items": len(rows),
+                       "missing_accessories_exact_match": exact / len(rows),
+                       "missing_accessories_part_accuracy": correct / max(decisions, 1)})
+    return result
+
+
+def worst_errors(probabilities: dict[str, np.ndarray], samples: list[Sample], taxonomy: Taxonomy,
+                 thresholds: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    """The most confident wrong answers: a wrong top-1, a missed label or a false one."""
+    errors: list[dict[str, Any]] = []
+    for head in taxonomy.heads:
+        probs = probabilities[head.name]
+        if head.type == "single":
+            y = single_targets(samples, head)
+            for row in np.flatnonzero((y >= 0) & (probs.argmax(1) != y)):
+                predicted = int(probs[row].argmax())
+                errors.append({"row": int(row), "head": head.name, "true": head.labels[y[row]],
+                               "predicted": head.labels[predicted],
+                               "confidence": float(probs[row, predicted])})
+            continue
+        y, labelled = multi_targets(samples, head)
+        cut = np.array([thresholds.get(head.name, {}).get(label, 0.5) for label in head.labels])
+        wrong = ((probs >= cut) != (y == 1)) & labelled[:, None]
+        for row in np.flatnonzero(wrong.any(axis=1)):
+            miss = np.where(wrong[row], np.abs(probs[row] - y[row]), -1.0)
+            label = int(miss.argmax())
+            missed = y[row, label] == 1
+            errors.append({"row": int(row), "head": head.name,
+                           "true": head.labels[label] if missed else "-",
+                           "predicted": "-" if missed else head.labels[label],
+                           "confidence": float(miss[label]),
+                           "error": f"{head.labels[label]} missed" if missed
+                           else f"{head.labels[label]} not in the photo"})
+    errors.sort(key=lambda entry: entry["confidence"], reverse=True)
+    return errors[:count]
+
+
+def update_card(bundle_dir: Path, metrics: dict[str, Any]) -> None:
+    card = read_card(bundle_dir)
+    compact = {name: {k: v for k, v in head.items() if k not in ("reliability", "confusion_matrix")}
+               for name, head in metrics["heads"].items()}
+    card.metrics[metrics["split"]] = {"manifest_sha256": metrics["manifest_sha256"],
+                                      "photos": metrics["photos"], "heads": compact,
+                                      "items": metrics["items_metrics"], "created": metrics["created"]}
+    card.save(bundle_dir)

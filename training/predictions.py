@@ -1,0 +1,91 @@
+"""Run a served bundle over a manifest split: the logits and label targets that calibration and
+evaluation both read.
+
+Photos go through `inspection.images.load_photo` (reduced JPEG decode down to the input size, as
+training and the service do) and `Engine.iter_raw` (the card's preprocessing, the bundle's ONNX
+session), so every number computed from here describes what is served.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from inspection.card import PreprocessSpec
+from inspection.engine import Engine
+from inspection.errors import InputError
+from inspection.images import load_photo
+from inspection.manifest import Manifest, Sample
+from inspection.taxonomy import Head
+
+LOAD_BATCH = 32  # photos decoded at a time: a split never has to fit in memory at full size
+
+
+@dataclass
+class SplitOutputs:
+    """Raw logits (no temperature) of every photo of a split, in manifest order."""
+
+    samples: list[Sample]
+    paths: list[Path]
+    logits: dict[str, np.ndarray]  # head -> N x labels
+    seconds: float = 0.0
+
+
+def model_photo(path: Path, spec: PreprocessSpec) -> np.ndarray:
+    return load_photo(path, min_side=spec.input_size)
+
+
+def split_samples(manifest: Manifest, split: str, option: str = "--split") -> list[Sample]:
+    samples = manifest.split(split)
+    if not samples:
+        counts = {name: len(manifest.split(name)) for name in ("train", "val", "test")}
+        raise InputError(f"{manifest.path} has no photos in split {split!r} (splits: {counts})", option)
+    return samples
+
+
+def collect_logits(engine: Engine, manifest: Manifest, samples: list[Sample],
+                   desc: str = "scoring") -> SplitOutputs:
+    names = [f"{head.name}_logits" for head in engine.taxonomy.heads]
+    chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    paths = [manifest.image_path(sample) for sample in samples]
+    started = time.perf_counter()
+    with tqdm(total=len(paths), desc=desc, unit="photo") as progress:
+        for start in range(0, len(paths), LOAD_BATCH):
+            chunk = paths[start:start + LOAD_BATCH]
+            photos = [model_photo(path, engine.card.preprocessing) for path in chunk]
+            for raw in engine.iter_raw(photos, batch_size=LOAD_BATCH, outputs=names):
+                for name in names:
+                    chunks[name].append(raw[name])
+            progress.update(len(photos))
+    logits = {head.name: np.concatenate(chunks[f"{head.name}_logits"]).astype(np.float64)
+              for head in engine.taxonomy.heads}
+    return SplitOutputs(samples=samples, paths=paths, logits=logits,
+                        seconds=time.perf_counter() - started)
+
+
+def single_targets(samples: list[Sample], head: Head) -> np.ndarray:
+    """Label index per photo, -1 where the photo has no label for this head."""
+    targets = np.full(len(samples), -1, dtype=np.int64)
+    for row, sample in enumerate(samples):
+        labels = sample.labels.get(head.name, ())
+        if labels:
+            targets[row] = head.index(labels[0])
+    return targets
+
+
+def multi_targets(samples: list[Sample], head: Head) -> tuple[np.ndarray, np.ndarray]:
+    """(N x labels 0/1 matrix, N mask). A photo whose row lacks the head's column is unlabelled;
+    an empty value means 'none of these' (no damage, no accessory visible)."""
+    matrix = np.zeros((len(samples), len(head.labels)), dtype=np.float64)
+    labelled = np.zeros(len(samples), dtype=bool)
+    for row, sample in enumerate(samples):
+        if head.name not in sample.labels:
+            continue
+        labelled[row] = True
+        for label in sample.labels[head.name]:
+            matrix[row, head.index(label)] = 1.0
+    return matrix, labelled

@@ -1,0 +1,226 @@
+"""`returns-inspect train`: fine-tune EfficientNet-Lite on a manifest, torchvision-reference style.
+
+    returns-inspect train --manifest datasets/sample/manifest.csv --recipe datasets/recipes/default.yaml
+
+Phases: `freeze_epochs` with only the heads training (the backbone runs without autograd), then
+the last `unfreeze_blocks` backbone blocks train too, with their own warmup. AdamW, linear
+warmup + cosine per step, AMP and channels_last on CUDA. Each epoch writes `last.pt`, a better
+val score also `best.pt`, and a line of `history.jsonl`; `--resume last.pt` continues exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+from contextlib import nullcontext
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from inspection.card import PreprocessSpec
+from inspection.errors import InputError
+from inspection.manifest import Manifest, read_manifest
+from inspection.taxonomy import Taxonomy, load_taxonomy
+from training.config import TrainConfig, add_config_arguments, config_from_args, finish
+from training.data import InspectionDataset, balanced_sampler, class_weights
+from training.engine import (
+    LossSettings,
+    evaluate,
+    make_optimizer,
+    make_scheduler,
+    train_one_epoch,
+)
+from training.model import InspectionNet, build_model
+from training.presets import get_preset
+from training.versioning import code_version
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    config = config_from_args(args) if not getattr(args, "resume", "") else resumed_config(args)
+    with logging_redirect_tqdm():  # log lines above the progress bars, not through them
+        run_dir = train(config)
+    print(f"run folder: {run_dir}  (best.pt, last.pt, history.jsonl, config.yaml)")
+    return 0
+
+
+def resumed_config(args: argparse.Namespace) -> TrainConfig:
+    """The resumed run's config, with any flag given now (e.g. more --epochs) on top."""
+    path = Path(args.resume)
+    if not path.is_file():
+        raise InputError("checkpoint to resume not found", "--resume")
+    saved = read_checkpoint(path, "--resume")["config"]
+    given = {k: v for k, v in vars(args).items() if k in saved}
+    return finish(TrainConfig(**{**saved, "out": str(path.parent), **given}))
+
+
+def train(config: TrainConfig) -> Path:
+    device = pick_device(config.device)
+    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    taxonomy = load_taxonomy(config.taxonomy or None)
+    manifest = read_manifest(config.manifest, taxonomy)  # InputError at file:line on bad labels
+    check_images(manifest)
+    seed_everything(config.seed)
+    categories = taxonomy.categories or sorted({s.category for s in manifest.samples if s.category})
+    spec = PreprocessSpec(input_size=config.input_size)
+    train_loader, val_loader = load_data(manifest, taxonomy, categories, spec, config)
+    cuda = device.type == "cuda"
+    channels_last = cuda and config.channels_last
+    model = build_model(taxonomy, config.backbone, pretrained=not config.resume,
+                        categories=categories).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    steps = min(len(train_loader), config.max_train_batches or len(train_loader))
+    optimizer = make_optimizer(model, config)
+    scheduler = make_scheduler(optimizer, config, steps)
+    amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
+    use_amp = cuda and config.amp
+    autocast = partial(torch.autocast, "cuda", dtype=amp_dtype) if use_amp else nullcontext
+    scaler = torch.amp.GradScaler("cuda") if use_amp and amp_dtype == torch.float16 else None
+    settings = LossSettings(weights=class_weights(manifest.split("train"), taxonomy)
+                            if config.balance == "weights" else {},
+                            label_smoothing=config.label_smoothing,
+                            embedding_weight=config.embedding_weight)
+    state: dict[str, Any] = {"epoch": 0, "best_score": -math.inf, "stale_epochs": 0}
+    run_dir = Path(config.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if config.resume:
+        state = restore(Path(config.resume), model, optimizer, scheduler, scaler)
+    config.save(run_dir / "config.yaml")
+    base = checkpoint_base(config, taxonomy, categories, spec, manifest)
+    epochs = tqdm(range(state["epoch"], config.epochs), desc="epochs", initial=state["epoch"],
+                  total=config.epochs)
+    for epoch in epochs:
+        frozen = epoch < config.freeze_epochs
+        model.freeze_backbone(0 if frozen else config.unfreeze_blocks)
+        phase = "heads" if frozen else f"blocks:{config.unfreeze_blocks}"
+        fit = train_one_epoch(model, train_loader, optimizer, scheduler, settings, device,
+                              autocast, scaler, channels_last, config.max_train_batches,
+                              desc=f"epoch {epoch + 1}/{config.epochs} [{phase}]")
+        metrics = (evaluate(model, val_loader, settings, device, autocast, channels_last)
+                   if val_loader is not None else {"loss": fit["loss"], "score": -fit["loss"]})
+        improved = metrics["score"] > state["best_score"]
+        state = {"epoch": epoch + 1, "best_score": max(metrics["score"], state["best_score"]),
+                 "stale_epochs": 0 if improved else state["stale_epochs"] + 1}
+        lrs = scheduler.get_last_lr()  # groups: backbone x2, heads x2
+        record = {"epoch": epoch + 1, "phase": phase, "lr_backbone": lrs[0], "lr_heads": lrs[-1],
+                  **{f"train/{k}": v for k, v in fit.items()}, **{f"val/{k}": v for k, v in metrics.items()}}
+        with open(run_dir / "history.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        epochs.set_postfix(loss=f"{fit['loss']:.3f}", val_loss=f"{metrics['loss']:.3f}",
+                           score=f"{metrics['score']:.3f}", best=f"{state['best_score']:.3f}")
+        log.info("epoch %d/%d %s: train loss %.4f (%.1f img/s), val %s", epoch + 1, config.epochs,
+                 phase, fit["loss"], fit["images_per_s"], _brief(metrics))
+        checkpoint = {**base, "model": model.state_dict(), "epoch": epoch + 1, "metrics": metrics,
+                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                      "scaler": scaler.state_dict() if scaler else {}, **state}
+        save_atomic(checkpoint, run_dir / "last.pt")
+        if improved:
+            save_atomic(checkpoint, run_dir / "best.pt")
+        if config.patience and state["stale_epochs"] >= config.patience:
+            log.info("early stop: no better val score for %d epochs", config.patience)
+            break
+    return run_dir
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("CUDA was asked for but this machine has no usable CUDA device; "
+                         "use --device cpu or auto", "--device")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def check_images(manifest: Manifest) -> None:
+    """Fail before training, not an hour in, on a photo that is not there."""
+    for sample in manifest.samples:
+        if sample.split in ("train", "val") and not manifest.image_path(sample).is_file():
+            raise InputError(f"image not found: {sample.image}", manifest.path, sample.line)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_data(manifest: Manifest, taxonomy: Taxonomy, categories: list[str], spec: PreprocessSpec,
+              config: TrainConfig) -> tuple[DataLoader, DataLoader | None]:
+    train_rows, val_rows = manifest.split("train"), manifest.split("val")
+    if not train_rows:
+        raise InputError("no rows with split=train; run `returns-inspect dataset split`",
+                         manifest.path)
+    generator = torch.Generator().manual_seed(config.seed)
+    train_set = InspectionDataset(manifest, train_rows, taxonomy, categories, spec,
+                                  get_preset(config.augment))
+    sampler = balanced_sampler(train_rows, taxonomy, generator) \
+        if config.balance == "sampler" else None
+    common: dict[str, Any] = {"batch_size": config.batch_size, "num_workers": config.num_workers,
+              "persistent_workers": config.num_workers > 0}
+    train_loader = DataLoader(train_set, shuffle=sampler is None, sampler=sampler,
+                              generator=generator, drop_last=len(train_rows) > config.batch_size,
+                              **common)
+    if not val_rows:
+        log.warning("no rows with split=val: the best checkpoint is chosen by train loss")
+        return train_loader, None
+    val_set = InspectionDataset(manifest, val_rows, taxonomy, categories, spec, None)
+    return train_loader, DataLoader(val_set, shuffle=False, **common)
+
+
+def checkpoint_base(config: TrainConfig, taxonomy: Taxonomy, categories: list[str],
+                    spec: PreprocessSpec, manifest: Manifest) -> dict[str, Any]:
+    return {"taxonomy": taxonomy.to_dict(), "preprocessing": spec.__dict__ | {
+                "mean": list(spec.mean), "std": list(spec.std)},
+            "backbone": config.backbone, "embedding_dim": 128, "categories": categories,
+            "config": config.to_dict(), "manifest": str(manifest.path),
+            "manifest_sha256": manifest.sha256(), "code_version": code_version()}
+
+
+def restore(path: Path, model: InspectionNet, optimizer: torch.optim.Optimizer,
+            scheduler: torch.optim.lr_scheduler.LRScheduler,
+            scaler: torch.amp.GradScaler | None) -> dict[str, Any]:
+    checkpoint = read_checkpoint(path, "--resume")
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    if scaler is not None and checkpoint.get("scaler"):
+        scaler.load_state_dict(checkpoint["scaler"])
+    log.info("resumed from %s at epoch %d", path, checkpoint["epoch"])
+    return {key: checkpoint[key] for key in ("epoch", "best_score", "stale_epochs")}
+
+
+def read_checkpoint(path: Path, option: str) -> dict[str, Any]:
+    keys = ("config", "model", "optimizer", "scheduler", "epoch")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file fails in many ways
+        raise InputError(f"{path} is not a training checkpoint ({exc})", option) from None
+    if not isinstance(checkpoint, dict) or not all(key in checkpoint for key in keys):
+        raise InputError(f"{path} is not a last.pt from `returns-inspect train`", option)
+    return checkpoint
+
+
+def save_atomic(checkpoint: dict[str, Any], path: Path) -> None:
+    temporary = path.with_name(path.name + ".partial")
+    torch.save(checkpoint, temporary)
+    temporary.replace(path)
+
+
+def _brief(metrics: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.3f}" for k, v in metrics.items())
