@@ -99,7 +99,8 @@ def bench_request(bundle: Path, repeats: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", type=Path, default=Path("models/default"))
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()

@@ -173,7 +173,7 @@ def assessment_flags(item: ItemAssessment, category: str | None,
         flags.append(Flag("accessory_missing",
                           f"{part.replace('_', ' ')} is part of the {category} kit but no photo "
                           f"shows it (best probability {score:.2f})", score, limit, label=part))
-    low = threshold(card_thresholds, policy, "low_confidence")
+    low = threshold(card_thresholds, policy, "low_confidence", label="condition")
     if item.condition is not None and low is not None and item.condition_confidence < low:
         flags.append(Flag("low_confidence",
                           f"condition grade {item.condition} has confidence "

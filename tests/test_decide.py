@@ -113,6 +113,13 @@ def test_card_thresholds_override_the_policy() -> None:
     assert threshold({"low_confidence": 0.8}, POLICY, "low_confidence") == 0.8
 
 
+def test_calibrated_low_confidence_per_head_is_read() -> None:
+    # calibrate writes {"low_confidence": {"condition": p}}: a 0.7 grade is low against 0.8
+    card = {"low_confidence": {"condition": 0.8}}
+    flags = outcome([photo("A", confidence=0.7)], "phone", card=card)[2]
+    assert "low_confidence" in flags
+
+
 def test_mean_aggregation_averages_probabilities() -> None:
     policy = parse_policy({**_raw_policy(), "aggregation": {"condition": "mean"}})
     item = aggregate([photo("A", 0.9), photo("C", 0.6)], TAXONOMY, "phone", {}, policy)

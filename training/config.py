@@ -51,7 +51,7 @@ class TrainConfig:
     resume: str = ""  # a last.pt to continue from
     max_train_batches: int = 0  # 0 = all; tests use a few
     threads: int = 0  # torch CPU threads; 0 = os.cpu_count()
-    synthetic_damage: str = ""  # hook for CutPaste-style synthetic damage (issue 4); unused here
+    synthetic_damage: str = ""  # e.g. "cutpaste,texture,scratch@0.3": damage drawn on good photos
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -69,7 +69,7 @@ HELP = {
     "unfreeze_blocks": "after the frozen epochs, train the last N backbone blocks, or 'all'",
     "balance": "weights: class-weighted loss; sampler: balanced batches",
     "resume": "continue from a last.pt (same epoch, optimizer and schedule)",
-    "synthetic_damage": "reserved for CutPaste-style synthetic damage",
+    "synthetic_damage": "damage drawn on good training photos, e.g. 'cutpaste,texture,scratch@0.3'",
 }
 
 

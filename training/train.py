@@ -42,6 +42,7 @@ from training.engine import (
 )
 from training.model import InspectionNet, build_model
 from training.presets import get_preset
+from training.synthetic_damage import SyntheticDamageDataset
 from training.versioning import code_version
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,8 @@ def load_data(manifest: Manifest, taxonomy: Taxonomy, categories: list[str], spe
     generator = torch.Generator().manual_seed(config.seed)
     train_set = InspectionDataset(manifest, train_rows, taxonomy, categories, spec,
                                   get_preset(config.augment))
+    if config.synthetic_damage:  # CutPaste-style damage on good photos (training/synthetic_damage.py)
+        train_set = SyntheticDamageDataset(train_set, config.synthetic_damage)
     sampler = balanced_sampler(train_rows, taxonomy, generator) \
         if config.balance == "sampler" else None
     common: dict[str, Any] = {"batch_size": config.batch_size, "num_workers": config.num_workers,

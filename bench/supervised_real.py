@@ -1,0 +1,123 @@
+"""Issue 2's evidence on real photos: fine-tuning vs a frozen-backbone linear baseline, same run.
+
+For each dataset in ../shared/datasets (protocols in datasets/recipes/*.yaml) it builds the
+manifest, trains two models with the same recipe — the backbone's last blocks fine-tuned, and
+the backbone frozen throughout (a linear probe on ImageNet features) — exports both to ONNX,
+evaluates both bundles on the test split through the service's preprocessing, and prints
+accuracy, macro-F1 and per-class recall side by side.
+
+    python bench/supervised_real.py [--datasets mvtec_bottle magnetic_tile] [--epochs 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.machine import describe  # noqa: E402
+from inspection.cli import main as cli  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "datasets"
+WORK = REPO / "datasets" / "work"
+
+# The recipes' import + split commands (datasets/recipes/*.yaml), as argument lists.
+PREPARE = {
+    "mvtec_bottle": [
+        ["dataset", "import", "--root", str(SHARED / "mvtec_ad" / "bottle"), "--layout", "mvtec",
+         "--out", str(WORK / "mvtec_bottle" / "imported.csv")],
+        ["dataset", "split", str(WORK / "mvtec_bottle" / "imported.csv"),
+         "--out", str(WORK / "mvtec_bottle" / "manifest.csv"), "--seed", "0", "--keep-existing",
+         "--resplit-labels", "broken_large", "broken_small", "contamination",
+         "--fractions", "0.4", "0.1", "0.5", "--val-from-train", "0.1"],
+    ],
+    "magnetic_tile": [
+        ["dataset", "import", "--root", str(SHARED / "magnetic_tile"), "--layout", "imagefolder",
+         "--good-label", "MT_Free", "--out", str(WORK / "magnetic_tile" / "imported.csv")],
+        ["dataset", "split", str(WORK / "magnetic_tile" / "imported.csv"),
+         "--out", str(WORK / "magnetic_tile" / "manifest.csv"), "--seed", "0",
+         "--fractions", "0.7", "0.15", "0.15"],
+    ],
+}
+VARIANTS = {
+    # name -> extra train flags; both share epochs, input size, schedule and seed
+    "fine-tuned (last 2 blocks)": ["--freeze-epochs", "1", "--unfreeze-blocks", "2"],
+    "baseline: frozen backbone + linear heads": ["--freeze-epochs", "{epochs}"],
+}
+
+
+def run(argv: list[str]) -> None:
+    code = cli(argv)
+    if code != 0:
+        msg = f"returns-inspect {' '.join(argv)} exited {code}"
+        raise SystemExit(msg)
+
+
+def evaluate_variant(dataset: str, variant: str, flags: list[str], args: argparse.Namespace) -> dict:
+    slug = variant.split(" ")[0].strip(":")
+    run_dir = REPO / "runs" / "real" / f"{dataset}-{slug}"
+    bundle = run_dir / "bundle"
+    manifest = WORK / dataset / "manifest.csv"
+    started = time.perf_counter()
+    run(["train", "--manifest", str(manifest), "--out", str(run_dir), "--input-size", str(args.input_size),
+         "--epochs", str(args.epochs), "--batch-size", "32", "--warmup-epochs", "0.5", "--seed", "0",
+         "--balance", "weights", *[flag.format(epochs=args.epochs) for flag in flags]])
+    train_seconds = time.perf_counter() - started
+    if not bundle.exists():
+        run(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(bundle),
+             "--name", f"{dataset}-{slug}"])
+    run(["evaluate", "--bundle", str(bundle), "--manifest", str(manifest), "--split", "test",
+         "--out", str(run_dir / "eval")])
+    metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    head = metrics["heads"]["defect"]
+    return {"dataset": dataset, "variant": variant, "accuracy": head["accuracy"],
+            "macro_f1": head["macro_f1"], "train_seconds": round(train_seconds),
+            "recall": {label: c["recall"] for label, c in head["per_class"].items()},
+            "support": {label: c["support"] for label, c in head["per_class"].items()},
+            "report": str((run_dir / "eval" / "report.html").relative_to(REPO))}
+
+
+def print_table(results: list[dict]) -> None:
+    for dataset in dict.fromkeys(r["dataset"] for r in results):
+        rows = [r for r in results if r["dataset"] == dataset]
+        labels = list(rows[0]["recall"])
+        print(f"\n{dataset} (test split; per-class recall, support in brackets)")
+        print("| model | accuracy | macro-F1 | " + " | ".join(
+            f"{label} ({rows[0]['support'][label]})" for label in labels) + " | train s |")
+        print("|---" * (len(labels) + 4) + "|")
+        for r in rows:
+            recalls = " | ".join(f"{r['recall'][label]:.2f}" for label in labels)
+            print(f"| {r['variant']} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {recalls} | "
+                  f"{r['train_seconds']} |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=list(PREPARE), choices=list(PREPARE))
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--input-size", type=int, default=224)
+    args = parser.parse_args()
+    if not SHARED.is_dir():
+        print(f"{SHARED} is absent: nothing to benchmark")
+        return 0
+    print(f"machine: {describe()}")
+    results = []
+    for dataset in args.datasets:
+        for argv in PREPARE[dataset]:
+            run(argv)
+        results.extend(evaluate_variant(dataset, variant, flags, args) for variant, flags in VARIANTS.items())
+    out = REPO / "runs" / "real" / "summary.json"
+    out.write_text(json.dumps(results, indent=2))
+    print_table(results)
+    print(f"\nsummary: {out.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
