@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inspection.anomaly import ReferenceEmbeddings
+from inspection.anomaly import AnomalyDetectors, ReferenceEmbeddings
 from inspection.engine import Engine
 from inspection.errors import InputError
 from inspection.images import load_photo
@@ -41,12 +41,26 @@ def impostor_photos(folders: list[Path], limit: int, seed: int = 0) -> list[Path
     return sorted(found[:limit])
 
 
-def embeddings(engine: Engine, paths: list[Path]) -> np.ndarray:
-    rows = []
+def model_outputs(engine: Engine, paths: list[Path]) -> dict[str, np.ndarray]:
+    """Embeddings and patch features of photos, through the served ONNX model."""
+    names = ["embedding", "patch_features"]
+    chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for start in range(0, len(paths), 16):
         photos = [load_photo(p) for p in paths[start:start + 16]]
-        rows.append(next(engine.iter_raw(photos, 16, outputs=["embedding"]))["embedding"])
-    return np.concatenate(rows)
+        raw = next(engine.iter_raw(photos, 16, outputs=names))
+        for name in names:
+            chunks[name].append(raw[name])
+    return {name: np.concatenate(parts) for name, parts in chunks.items()}
+
+
+def flag_rates(category: str, outputs: dict[str, np.ndarray], references: ReferenceEmbeddings,
+               detectors: AnomalyDetectors) -> dict[str, float]:
+    """How often each check that holds a refund fires: item_mismatch, anomaly, either."""
+    mismatch = np.array([references.is_mismatch(category, e) for e in outputs["embedding"]])
+    result = detectors.score(category, outputs["patch_features"])
+    anomalous = np.asarray(result.is_anomalous) if result is not None else np.zeros_like(mismatch)
+    return {"mismatch": float(mismatch.mean()), "anomaly": float(anomalous.mean()),
+            "held": float((mismatch | anomalous).mean())}
 
 
 def measure(bundle: Path, manifest_path: Path, impostor_folders: list[Path],
@@ -55,22 +69,24 @@ def measure(bundle: Path, manifest_path: Path, impostor_folders: list[Path],
     references = ReferenceEmbeddings.load(bundle, engine.card)
     if not references.references:
         raise InputError(f"{bundle} has no references.npz: run `anomaly fit` first", "--bundle")
+    detectors = AnomalyDetectors.load(bundle, engine.card)
     manifest = read_manifest(manifest_path)
     impostor_paths = impostor_photos(impostor_folders, limit)
-    impostors = embeddings(engine, impostor_paths)
+    impostors = model_outputs(engine, impostor_paths)
     result = {"impostors": len(impostor_paths), "folders": [str(f) for f in impostor_folders],
               "categories": {}}
     for category in categories or sorted(references.references):
         rows = [s for s in manifest.samples if s.category == category]
         genuine_rows = [s for s in rows if s.split == "test"] or [s for s in rows
                                                                    if s.split == "val"]
-        genuine = embeddings(engine, [manifest.image_path(s) for s in genuine_rows])
-        genuine_flags = np.array([references.is_mismatch(category, e) for e in genuine])
-        impostor_flags = np.array([references.is_mismatch(category, e) for e in impostors])
+        genuine = flag_rates(category, model_outputs(engine, [manifest.image_path(s) for s in genuine_rows]),
+                             references, detectors)
+        impostor = flag_rates(category, impostors, references, detectors)
         result["categories"][category] = {
-            "threshold": references.thresholds[category], "genuine": len(genuine),
-            "false_mismatch_rate": float(genuine_flags.mean()),
-            "true_mismatch_rate": float(impostor_flags.mean()),
+            "threshold": references.thresholds[category], "genuine": len(genuine_rows),
+            "false_mismatch_rate": genuine["mismatch"], "true_mismatch_rate": impostor["mismatch"],
+            "genuine_anomaly_rate": genuine["anomaly"], "impostor_anomaly_rate": impostor["anomaly"],
+            "genuine_held_rate": genuine["held"], "impostor_held_rate": impostor["held"],
         }
     return result
 
@@ -90,7 +106,9 @@ def main() -> None:
     for category, figures in result["categories"].items():
         print(f"  declared {category:<12} threshold {figures['threshold']:.3f}  true mismatch "
               f"{figures['true_mismatch_rate']:6.1%}  false mismatch "
-              f"{figures['false_mismatch_rate']:6.1%} of {figures['genuine']} genuine")
+              f"{figures['false_mismatch_rate']:6.1%} of {figures['genuine']} genuine; "
+              f"held by mismatch or anomaly: impostors {figures['impostor_held_rate']:6.1%}, "
+              f"genuine {figures['genuine_held_rate']:6.1%}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 
