@@ -87,3 +87,14 @@ def load_imagenet_weights(model: nn.Module, name: str) -> None:
             raise InspectionError(msg)
         mapped[key] = value
     model.load_state_dict(mapped)
+
+
+def block_feature_maps(body: nn.Module, image: torch.Tensor) -> dict[int, torch.Tensor]:
+    """Outputs of the last block at each stride 4, 8, 16, 32 of a timm EfficientNet-Lite body."""
+    x = body.bn1(body.conv_stem(image))
+    maps: dict[int, torch.Tensor] = {}
+    for index, block in enumerate(body.blocks):
+        x = block(x)
+        if index in BLOCK_STRIDES:
+            maps[BLOCK_STRIDES[index]] = x
+    return maps

@@ -28,7 +28,7 @@ from torch import nn
 from inspection.errors import InputError
 from inspection.taxonomy import Taxonomy
 from training.anomaly.features import patch_features
-from training.backbone import BLOCK_STRIDES, create_imagenet_model
+from training.backbone import block_feature_maps, create_imagenet_model
 
 EMBEDDING_DIM = 128
 COSINE_SCALE = 16.0  # logits of the cosine classifier range over [-16, 16]: enough to train on
@@ -84,14 +84,8 @@ class InspectionNet(nn.Module):
 
     def feature_maps(self, image: torch.Tensor) -> dict[int, torch.Tensor]:
         """Outputs of the last block at strides 4, 8, 16, 32 and the head conv (key 0)."""
-        body = self.body
-        x = body.bn1(body.conv_stem(image))
-        maps: dict[int, torch.Tensor] = {}
-        for index, block in enumerate(body.blocks):
-            x = block(x)
-            if index in BLOCK_STRIDES:
-                maps[BLOCK_STRIDES[index]] = x
-        maps[0] = body.bn2(body.conv_head(x))
+        maps = block_feature_maps(self.body, image)
+        maps[0] = self.body.bn2(self.body.conv_head(maps[32]))  # the last block is stride 32
         return maps
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:

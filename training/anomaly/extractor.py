@@ -18,7 +18,7 @@ from inspection.card import PreprocessSpec
 from inspection.preprocess import batch_inputs
 from training.anomaly.features import PATCH_STRIDES as DEFAULT_STRIDES
 from training.anomaly.features import patch_features
-from training.backbone import BLOCK_STRIDES, create_imagenet_model
+from training.backbone import block_feature_maps, create_imagenet_model
 
 
 def imagenet_backbone(name: str = "efficientnet_lite0") -> torch.nn.Module:
@@ -28,13 +28,7 @@ def imagenet_backbone(name: str = "efficientnet_lite0") -> torch.nn.Module:
 
 def timm_feature_maps(model: torch.nn.Module, images: torch.Tensor) -> dict[int, torch.Tensor]:
     """Outputs of the last block at each stride 4, 8, 16, 32 (as InspectionNet.feature_maps)."""
-    x = model.bn1(model.conv_stem(images))
-    maps: dict[int, torch.Tensor] = {}
-    for index, block in enumerate(model.blocks):
-        x = block(x)
-        if index in BLOCK_STRIDES:
-            maps[BLOCK_STRIDES[index]] = x
-    return maps
+    return block_feature_maps(model, images)
 
 
 def pooled_patches(feature_maps: dict[int, torch.Tensor],
