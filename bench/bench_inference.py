@@ -81,7 +81,7 @@ def bench_request(bundle: Path, repeats: int) -> None:
         print(f"request: skipped ({exc})")
         return
     with tempfile.TemporaryDirectory() as data_dir:
-        settings = Settings(bundle_dir=bundle, data_dir=Path(data_dir))
+        settings = Settings(bundle_dir=bundle, data_dir=Path(data_dir), dev_mode=True)  # no keys
         buffer = io.BytesIO()
         rgb = np.random.default_rng(1).integers(0, 255, (960, 1280, 3), dtype=np.uint8)
         Image.fromarray(rgb).save(buffer, "JPEG", quality=90)
