@@ -66,3 +66,51 @@ def test_dataset_wrapper_labels_damaged_good_photos(tmp_path: Path) -> None:
     assert item["damage"][scratch] == 1.0 and item["condition_mask"] == 0.0
     assert base[good]["damage"][scratch] == 0.0  # the plain dataset is untouched
     assert len(wrapped) == len(base)
+
+
+def test_parse_option_with_labels() -> None:
+    option = parse_synthetic_damage("cutpaste=broken_small,texture@0.5")
+    assert option is not None and option.kinds == ("cutpaste", "texture")
+    assert option.label("cutpaste") == "broken_small"
+    assert option.label("texture") == "stain"  # unnamed: the default damage label
+
+
+def test_single_label_head_learns_the_named_class(tmp_path: Path) -> None:
+    # MVTec-style task: one single-label `defect` head whose first label is "good"
+    from PIL import Image
+
+    from inspection.card import PreprocessSpec
+    from inspection.manifest import Sample, read_manifest, write_manifest
+    from inspection.taxonomy import Taxonomy
+    from training.data import InspectionDataset
+    from training.synthetic_damage import SyntheticDamageDataset
+
+    taxonomy = Taxonomy.from_dict({"name": "bottle", "heads": {
+        "defect": {"type": "single", "labels": ["good", "broken_small", "contamination"]}}})
+    samples = []
+    for index, label in enumerate(["good", "contamination"]):
+        Image.fromarray(np.full((40, 40, 3), 90 + 60 * index, np.uint8)).save(tmp_path / f"{index}.png")
+        samples.append(Sample(image=f"{index}.png", item_id=str(index), split="train",
+                              labels={"defect": (label,)}))
+    manifest = read_manifest(write_manifest(tmp_path / "m.csv", samples, ["defect"]))
+    base = InspectionDataset(manifest, manifest.samples, taxonomy, [], PreprocessSpec(input_size=32))
+    wrapped = SyntheticDamageDataset(base, "cutpaste=broken_small@1")
+    assert int(wrapped[0]["defect"]) == 1  # the good photo became broken_small
+    assert int(wrapped[1]["defect"]) == 2  # a real defect keeps its own label
+    assert int(base[0]["defect"]) == 0
+
+
+def test_a_label_no_head_has_is_refused(tmp_path: Path) -> None:
+    from tiny_checkpoint import write_photo_set
+
+    from inspection.card import PreprocessSpec
+    from inspection.manifest import read_manifest
+    from inspection.taxonomy import load_taxonomy
+    from training.data import InspectionDataset
+    from training.synthetic_damage import SyntheticDamageDataset
+
+    manifest = read_manifest(write_photo_set(tmp_path))
+    base = InspectionDataset(manifest, manifest.samples, load_taxonomy(), ["phone"],
+                             PreprocessSpec(input_size=32))
+    with pytest.raises(ValueError, match="rust_spot"):
+        SyntheticDamageDataset(base, "cutpaste=rust_spot@0.3")

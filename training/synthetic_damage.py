@@ -9,7 +9,10 @@ Three kinds, each returning the damaged photo and the mask of what changed:
 - `scratch`: thin bright or dark polylines drawn across the photo -> `scratch`.
 
 A training config enables it with `synthetic_damage: "cutpaste,texture,scratch@0.3"` (kinds,
-then the probability that a good training photo is damaged); `"0.3"` means every kind.
+then the probability that a good training photo is damaged); `"0.3"` means every kind. A kind may
+name the label it teaches, `"cutpaste=broken_small,texture=contamination@0.3"`: the label is looked
+up in the taxonomy's heads, so a single-label head (MVTec's `defect`, whose first label is the
+"no defect" one, as `dataset import` writes it) learns from synthetic damage too.
 """
 
 from __future__ import annotations
@@ -27,25 +30,32 @@ DAMAGE_LABEL = {"cutpaste": "broken_part", "texture": "stain", "scratch": "scrat
 class SyntheticDamage:
     kinds: tuple[str, ...]
     probability: float
+    labels: tuple[tuple[str, str], ...] = ()  # (kind, label) where the option names one
+
+    def label(self, kind: str) -> str:
+        return dict(self.labels).get(kind, DAMAGE_LABEL[kind])
 
 
 def parse_synthetic_damage(text: str) -> SyntheticDamage | None:
-    """`""` -> None (off); `"0.3"` or `"cutpaste,scratch@0.3"` -> the option."""
+    """`""` -> None (off); `"0.3"`, `"cutpaste,scratch@0.3"` or `"cutpaste=broken_small@0.3"`."""
     text = text.strip()
     if not text:
         return None
     kinds_text, _, probability_text = text.rpartition("@") if "@" in text else ("", "", text)
-    kinds = tuple(k.strip() for k in kinds_text.split(",") if k.strip()) or KINDS
+    entries = [entry.strip() for entry in kinds_text.split(",") if entry.strip()]
+    pairs = [tuple(part.strip() for part in entry.partition("=")[::2]) for entry in entries]
+    kinds = tuple(kind for kind, _ in pairs) or KINDS
+    labels = tuple((kind, label) for kind, label in pairs if label)
     unknown = sorted(set(kinds) - set(KINDS))
     try:
         probability = float(probability_text)
     except ValueError:
         probability = -1.0
     if unknown or not 0.0 < probability <= 1.0:
-        msg = (f"synthetic_damage must look like 'cutpaste,texture,scratch@0.3' (kinds from "
-               f"{KINDS}, probability in (0, 1]), got {text!r}")
+        msg = (f"synthetic_damage must look like 'cutpaste,texture,scratch@0.3' or "
+               f"'cutpaste=broken_small@0.3' (kinds from {KINDS}, probability in (0, 1]), got {text!r}")
         raise ValueError(msg)
-    return SyntheticDamage(kinds, probability)
+    return SyntheticDamage(kinds, probability, labels)
 
 
 def _cutpaste(rgb: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -113,20 +123,20 @@ def add_synthetic_damage(rgb: np.ndarray, rng: np.random.Generator,
     return damaged, mask, kind
 
 
-def is_good_sample(labels: dict[str, tuple[str, ...]]) -> bool:
-    """Only undamaged photos get synthetic damage (condition A/B, no damage labels)."""
+def is_good_sample(labels: dict[str, tuple[str, ...]], good_labels: dict[str, str] | None = None) -> bool:
+    """Only undamaged photos get synthetic damage: no damage labels, condition A/B (or none), and
+    each single-label head that synthetic damage teaches at its "no defect" label (or unlabelled)."""
     condition = labels.get("condition")
-    return (not labels.get("damage")) and (not condition or set(condition) <= {"A", "B"})
+    undamaged = (not labels.get("damage")) and (not condition or set(condition) <= {"A", "B"})
+    return undamaged and all(not labels.get(head) or labels[head] == (good,)
+                             for head, good in (good_labels or {}).items())
 
 
 class SyntheticDamageDataset:
     """Wraps a `training.data.InspectionDataset`: with probability p a good training photo is
-    damaged before augmentation and its `damage` target gains the kind's label; its condition
-    target is masked out of the loss (how bad a pasted patch is, nobody graded).
-
-    train.py enables it with one line after building the train set:
-        if config.synthetic_damage:
-            train_set = SyntheticDamageDataset(train_set, config.synthetic_damage)
+    damaged before augmentation and learns the kind's label — one more positive in a multi-label
+    head (`damage`), or the class of a single-label head; its condition target is masked out of
+    the loss (how bad a pasted patch is, nobody graded).
     """
 
     def __init__(self, dataset: object, option: str) -> None:
@@ -136,11 +146,11 @@ class SyntheticDamageDataset:
             raise ValueError(msg)
         self.dataset = dataset
         self.option = parsed
-        head = next((h for h in dataset.taxonomy.heads if h.name == "damage"), None)  # type: ignore[attr-defined]
-        if head is None or head.type != "multi":
-            msg = "synthetic damage needs a multi-label `damage` head in the taxonomy"
-            raise ValueError(msg)
-        self.damage_labels = list(head.labels)
+        heads = dataset.taxonomy.heads  # type: ignore[attr-defined]
+        self.targets = {kind: _head_of(parsed.label(kind), heads) for kind in parsed.kinds}
+        self.good_labels = {head.name: head.labels[0] for head in heads
+                            if head.type == "single" and head.name != "condition"
+                            and any(target.name == head.name for target in self.targets.values())}
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -160,15 +170,30 @@ class SyntheticDamageDataset:
         rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ())))
         rgb = base.photo(index)  # type: ignore[attr-defined]
         kind = None
-        if is_good_sample(sample.labels) and rng.random() < self.option.probability:
+        if is_good_sample(sample.labels, self.good_labels) and rng.random() < self.option.probability:
             rgb, _, kind = add_synthetic_damage(rgb, rng, self.option.kinds)
         if base.preset is not None:  # type: ignore[attr-defined]
             rgb = augment(rgb, base.preset, rng)  # type: ignore[attr-defined]
         item = {"image": torch.from_numpy(normalise(rgb, base.spec))}  # type: ignore[attr-defined]
         item.update(encode_targets(sample, base.taxonomy, base.categories))  # type: ignore[attr-defined]
-        if kind is not None and DAMAGE_LABEL[kind] in self.damage_labels:
-            item["damage"][self.damage_labels.index(DAMAGE_LABEL[kind])] = 1.0
-            item["damage_mask"] = torch.tensor(1.0)
+        if kind is not None:
+            head = self.targets[kind]
+            position = head.index(self.option.label(kind))
+            if head.type == "multi":
+                item[head.name][position] = 1.0
+            else:
+                item[head.name] = torch.tensor(position)
+            item[f"{head.name}_mask"] = torch.tensor(1.0)
             if "condition_mask" in item:
                 item["condition_mask"] = torch.tensor(0.0)
         return item
+
+
+def _head_of(label: str, heads: tuple) -> object:
+    """The taxonomy head that has `label` (the `damage` head first, where it has it)."""
+    for head in sorted(heads, key=lambda h: h.name != "damage"):
+        if label in head.labels and head.name != "condition":
+            return head
+    msg = (f"synthetic damage teaches label {label!r}, which no head of the taxonomy has; name one "
+           f"with kind=label, e.g. 'cutpaste=broken_small@0.3'")
+    raise ValueError(msg)
