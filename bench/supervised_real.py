@@ -115,7 +115,10 @@ def main() -> int:
     parser.add_argument("--variants", nargs="+", default=["fine-tuned", "baseline"],
                         choices=["fine-tuned", "baseline", "synthetic"],
                         help="synthetic: fine-tuned with synthetic damage (datasets that define it)")
+    parser.add_argument("--synthetic-damage", help=f"the synthetic variant's option (default {SYNTHETIC})")
     args = parser.parse_args()
+    if args.synthetic_damage:
+        SYNTHETIC.update(dict.fromkeys(SYNTHETIC, args.synthetic_damage))
     if not SHARED.is_dir():
         print(f"{SHARED} is absent: nothing to benchmark")
         return 0
