@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from inspection.errors import InputError
 from inspection.quality import QualityLimits
 from inspection.taxonomy import Taxonomy
+from inspection.yamlfile import read_yaml
 
 DEFAULT_POLICY = Path(__file__).parent / "defaults" / "policy.yaml"
 Probabilities = Mapping[str, Mapping[str, float]]  # head -> label -> probability
@@ -75,13 +74,7 @@ def _rule(entry: Mapping[str, Any]) -> Rule:
 def load_policy(path: str | Path | None = None) -> Policy:
     """Read a policy YAML file; None means the packaged default."""
     path = Path(path) if path is not None else DEFAULT_POLICY
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("policy file not found", path) from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML ({exc})", path) from None
-    return parse_policy(data or {}, where=str(path))
+    return parse_policy(read_yaml(path, "policy") or {}, where=str(path))
 
 
 def threshold(card_thresholds: Mapping[str, Any], policy: Policy, key: str,

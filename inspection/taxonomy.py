@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from inspection.errors import InputError
+from inspection.yamlfile import read_yaml
 
 HeadType = Literal["single", "multi"]
 DEFAULT_TAXONOMY = Path(__file__).parent / "defaults" / "taxonomy.yaml"
@@ -119,11 +118,4 @@ def _parse_kits(categories: Any, heads: tuple[Head, ...], where: str) -> dict[st
 def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
     """Read a taxonomy YAML file; None means the packaged default."""
     path = Path(path) if path is not None else DEFAULT_TAXONOMY
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("taxonomy file not found", path) from None
-    except yaml.YAMLError as exc:
-        line = exc.problem_mark.line + 1 if getattr(exc, "problem_mark", None) else None
-        raise InputError(f"not valid YAML ({getattr(exc, 'problem', exc)})", path, line) from None
-    return Taxonomy.from_dict(data, where=str(path))
+    return Taxonomy.from_dict(read_yaml(path, "taxonomy"), where=str(path))

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from inspection.errors import InputError
+from inspection.yamlfile import read_yaml
 from training.backbone import BACKBONES
 from training.presets import PRESETS
 
@@ -105,12 +106,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def read_recipe(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise InputError("recipe file not found", path) from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML ({exc})", path) from None
+    data = read_yaml(path, "recipe") or {}
     if not isinstance(data, dict):
         raise InputError("a recipe is a mapping of config fields", path)
     types = {field.name: type(field.default) for field in fields(TrainConfig)}
