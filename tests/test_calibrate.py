@@ -164,3 +164,20 @@ def test_calibrate_rejects_bad_targets(bundle_and_manifest: tuple[Path, Path], t
     assert "--target" in capsys.readouterr().err
     assert (bundle / "model_card.json").read_text() == before
     json.loads(before)
+
+
+def test_item_flags_decide_as_the_service_does() -> None:
+    # One undamaged phone with its whole kit, graded A at 0.50. With a fitted floor of 0.4 it
+    # passes; with no floor in the card the policy's default (0.55) applies, as when served.
+    taxonomy = load_taxonomy()
+    kit = taxonomy.kits["phone"]
+    accessories = taxonomy.head("accessories").labels
+    probabilities = {
+        "condition": np.array([[0.50, 0.30, 0.15, 0.05]]),
+        "damage": np.full((1, len(taxonomy.head("damage").labels)), 0.1),
+        "accessories": np.array([[0.9 if label in kit else 0.1 for label in accessories]]),
+    }
+    samples = [Sample(image="a.jpg", item_id="item", category="phone")]
+    fitted = {"damage": {}, "accessories": {}, "low_confidence": {"condition": 0.4}}
+    assert not item_flags(probabilities, samples, taxonomy, fitted)[0]
+    assert item_flags(probabilities, samples, taxonomy, {"damage": {}, "accessories": {}})[0]

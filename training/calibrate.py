@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from inspection.card import read_card
+from inspection.decide import Policy, aggregate, assessment_flags, load_policy
 from inspection.engine import Engine, head_probabilities
 from inspection.errors import InputError
 from inspection.manifest import Sample, read_manifest
@@ -178,39 +179,31 @@ def recall_at(probabilities: np.ndarray, targets: np.ndarray, labels: tuple[str,
     return recalls
 
 
-def item_flags(probabilities: dict[str, np.ndarray], samples: list[Sample], taxonomy: Taxonomy,
-               thresholds: dict[str, Any], skip_damage: bool = False) -> np.ndarray:
-    """Per item (in first-seen order): would a threshold flag send it to review? As the service
-    decides (inspection.decide): damage on any photo, a part of the category's kit visible on
-    none, or a condition grade less confident than the floor."""
+def rows_by_item(samples: list[Sample]) -> list[list[int]]:
+    """Row indices of each item's photos, items in first-seen order."""
     rows: dict[str, list[int]] = defaultdict(list)
     for row, sample in enumerate(samples):
         rows[sample.item_id].append(row)
+    return list(rows.values())
+
+
+def item_flags(probabilities: dict[str, np.ndarray], samples: list[Sample], taxonomy: Taxonomy,
+               thresholds: dict[str, Any], skip_damage: bool = False,
+               policy: Policy | None = None) -> np.ndarray:
+    """Per item (in first-seen order): would the service send it to review on the model's
+    assessment alone? Asks inspection.decide itself, so calibration and serving cannot drift."""
+    policy = policy or load_policy()
     flags = []
-    for item_rows in rows.values():
-        flagged = False
-        if taxonomy.has_head("damage") and not skip_damage:
-            cut = np.array([thresholds["damage"][label] for label in taxonomy.head("damage").labels])
-            flagged |= bool((probabilities["damage"][item_rows] >= cut).any())
-        if taxonomy.has_head("accessories") and taxonomy.kits:
-            head = taxonomy.head("accessories")
-            cut = np.array([thresholds["accessories"][label] for label in head.labels])
-            seen = np.any(probabilities["accessories"][item_rows] >= cut, axis=0)
-            visible = {label for label, shown in zip(head.labels, list(seen), strict=True) if shown}
-            flagged |= bool(taxonomy.missing_accessories(samples[item_rows[0]].category, visible))
-        floor = thresholds.get("low_confidence", {}).get("condition")
-        if taxonomy.has_head("condition") and floor is not None:
-            flagged |= worst_grade_confidence(probabilities["condition"][item_rows]) < floor
-        flags.append(flagged)
+    for item_rows in rows_by_item(samples):
+        photos = [{head.name: dict(zip(head.labels, map(float, probabilities[head.name][row]), strict=True))
+                   for head in taxonomy.heads if head.name in probabilities} for row in item_rows]
+        category = samples[item_rows[0]].category
+        item = aggregate(photos, taxonomy, category, thresholds, policy)
+        kinds = {flag.kind for flag in assessment_flags(item, category, thresholds, policy)}
+        if skip_damage:
+            kinds.discard("damage_found")
+        flags.append(bool(kinds))
     return np.array(flags, dtype=bool)
-
-
-def worst_grade_confidence(condition: np.ndarray) -> float:
-    """The item's grade is the worst photo's top grade (labels run best to worst, as in
-    inspection.decide's default 'worst' aggregation); its confidence is that photo's top."""
-    tops = condition.argmax(axis=1)
-    worst = int(np.argmax(tops))  # first photo with the highest (worst) grade index
-    return float(condition[worst, tops[worst]])
 
 
 def damage_threshold_for_rate(probabilities: dict[str, np.ndarray], samples: list[Sample],
@@ -223,10 +216,7 @@ def damage_threshold_for_rate(probabilities: dict[str, np.ndarray], samples: lis
         warnings.append(f"review_rate={rate} cannot be met: accessory and low-confidence flags "
                         f"alone send {others.mean():.3f} of val items; damage thresholds stay 0.5")
         return None
-    rows: dict[str, list[int]] = defaultdict(list)
-    for row, sample in enumerate(samples):
-        rows[sample.item_id].append(row)
-    scores = np.array([probabilities["damage"][item_rows].max() for item_rows in rows.values()])
+    scores = np.array([probabilities["damage"][item_rows].max() for item_rows in rows_by_item(samples)])
     free = scores[~others]
     if len(free) == 0:
         return None
