@@ -69,6 +69,14 @@ class Manifest:
         return file_sha256(self.path)
 
 
+def rows_by_item(samples: Sequence[Sample]) -> dict[str, list[int]]:
+    """Row indices of each item's photos, items in first-seen order (dicts keep insertion order)."""
+    groups: dict[str, list[int]] = {}
+    for row, sample in enumerate(samples):
+        groups.setdefault(sample.item_id, []).append(row)
+    return groups
+
+
 def _resolve(root: Path, relative: str) -> Path:
     path = Path(relative)
     return path if path.is_absolute() else root / path

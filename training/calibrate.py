@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections import defaultdict
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ from inspection.card import read_card
 from inspection.decide import Policy, aggregate, assessment_flags, load_policy
 from inspection.engine import Engine, head_probabilities
 from inspection.errors import InputError
-from inspection.manifest import Sample, read_manifest
+from inspection.manifest import Sample, read_manifest, rows_by_item
 from inspection.taxonomy import Taxonomy
 from training.calibration import (
     DEFAULT_LOW_CONFIDENCE,
@@ -179,14 +178,6 @@ def recall_at(probabilities: np.ndarray, targets: np.ndarray, labels: tuple[str,
     return recalls
 
 
-def rows_by_item(samples: list[Sample]) -> list[list[int]]:
-    """Row indices of each item's photos, items in first-seen order."""
-    rows: dict[str, list[int]] = defaultdict(list)
-    for row, sample in enumerate(samples):
-        rows[sample.item_id].append(row)
-    return list(rows.values())
-
-
 def item_flags(probabilities: dict[str, np.ndarray], samples: list[Sample], taxonomy: Taxonomy,
                thresholds: dict[str, Any], skip_damage: bool = False,
                policy: Policy | None = None) -> np.ndarray:
@@ -194,7 +185,7 @@ def item_flags(probabilities: dict[str, np.ndarray], samples: list[Sample], taxo
     assessment alone? Asks inspection.decide itself, so calibration and serving cannot drift."""
     policy = policy or load_policy()
     flags = []
-    for item_rows in rows_by_item(samples):
+    for item_rows in rows_by_item(samples).values():
         photos = [{head.name: dict(zip(head.labels, map(float, probabilities[head.name][row]), strict=True))
                    for head in taxonomy.heads if head.name in probabilities} for row in item_rows]
         category = samples[item_rows[0]].category
@@ -216,7 +207,8 @@ def damage_threshold_for_rate(probabilities: dict[str, np.ndarray], samples: lis
         warnings.append(f"review_rate={rate} cannot be met: accessory and low-confidence flags "
                         f"alone send {others.mean():.3f} of val items; damage thresholds stay 0.5")
         return None
-    scores = np.array([probabilities["damage"][item_rows].max() for item_rows in rows_by_item(samples)])
+    items = rows_by_item(samples).values()
+    scores = np.array([probabilities["damage"][item_rows].max() for item_rows in items])
     free = scores[~others]
     if len(free) == 0:
         return None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import numpy as np
 from inspection.card import read_card
 from inspection.engine import Engine, head_probabilities
 from inspection.errors import InputError
-from inspection.manifest import Sample, read_manifest
+from inspection.manifest import Sample, read_manifest, rows_by_item
 from inspection.taxonomy import Taxonomy
 from training.calibrate import item_flags
 from training.calibration import default_thresholds
@@ -123,12 +122,12 @@ def item_metrics(probabilities: dict[str, np.ndarray], samples: list[Sample], ta
         return result
     head = taxonomy.head("accessories")
     cut = np.array([thresholds["accessories"][label] for label in head.labels])
-    rows: dict[str, list[int]] = defaultdict(list)
-    for row, sample in enumerate(samples):
-        if sample.category in taxonomy.kits and "accessories" in sample.labels:
-            rows[sample.item_id].append(row)
+    judged = [[row for row in item_rows if samples[row].category in taxonomy.kits
+               and "accessories" in samples[row].labels]
+              for item_rows in rows_by_item(samples).values()]
+    rows = [item_rows for item_rows in judged if item_rows]
     exact, decisions, correct = 0, 0, 0
-    for item_rows in rows.values():
+    for item_rows in rows:
         category = samples[item_rows[0]].category
         seen = np.any(probabilities["accessories"][item_rows] >= cut, axis=0)
         visible = {label for label, shown in zip(head.labels, list(seen), strict=True) if shown}

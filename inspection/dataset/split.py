@@ -25,7 +25,7 @@ import yaml
 
 from inspection.dataset.importer import relative_to
 from inspection.errors import InputError
-from inspection.manifest import SPLITS, Manifest, Sample, read_manifest, write_manifest
+from inspection.manifest import SPLITS, Manifest, Sample, read_manifest, rows_by_item, write_manifest
 from inspection.taxonomy import Taxonomy, load_taxonomy
 
 log = logging.getLogger(__name__)
@@ -36,13 +36,6 @@ def _stable_rng(seed: int, *keys: str) -> np.random.Generator:
     # Python's hash() of a str changes per process; a digest does not.
     digest = hashlib.sha256("\x1f".join(keys).encode()).digest()
     return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
-
-
-def _group_by_item(samples: Sequence[Sample]) -> dict[str, list[int]]:
-    groups: dict[str, list[int]] = defaultdict(list)
-    for index, sample in enumerate(samples):
-        groups[sample.item_id].append(index)
-    return groups
 
 
 def _stratum(samples: Sequence[Sample], indices: list[int], stratify: str | None) -> str:
@@ -88,7 +81,7 @@ def assign_splits(
     splits = [s.split for s in samples]
     strata: dict[str, list[list[int]]] = defaultdict(list)
     kept_counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for item_id, indices in sorted(_group_by_item(samples).items()):
+    for item_id, indices in sorted(rows_by_item(samples).items()):
         stratum = _stratum(samples, indices, stratify)
         existing = sorted({splits[i] for i in indices if splits[i]})
         if keep_existing and existing and stratum not in resplit_labels:
@@ -114,7 +107,7 @@ def assign_splits(
 def _move_to_val(samples: Sequence[Sample], splits: list[str], stratify: str | None,
                  seed: int, fraction: float) -> None:
     by_stratum: dict[str, list[list[int]]] = defaultdict(list)
-    for _, indices in sorted(_group_by_item(samples).items()):
+    for _, indices in sorted(rows_by_item(samples).items()):
         if splits[indices[0]] == "train":
             by_stratum[_stratum(samples, indices, stratify)].append(indices)
     for stratum, groups in sorted(by_stratum.items()):
