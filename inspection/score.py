@@ -21,8 +21,8 @@ from tqdm import tqdm
 from inspection.decide import load_policy
 from inspection.errors import InputError
 from inspection.manifest import read_manifest
-from inspection.service.runtime import LoadedModel
-from inspection.service.scoring import Upload, inspect_item
+from inspection.loaded_model import LoadedModel
+from inspection.pipeline import Upload, inspect_item
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".heic", ".heif"}
 

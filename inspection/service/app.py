@@ -19,7 +19,8 @@ from inspection.service.errors import install_error_handlers
 from inspection.service.limits import BodySizeLimit
 from inspection.service.metrics import ServiceMetrics
 from inspection.service.routes import health, inspections, models, review
-from inspection.service.runtime import LoadedModel, ModelHolder
+from inspection.loaded_model import LoadedModel
+from inspection.service.runtime import ModelHolder
 from inspection.service.settings import Settings
 from inspection.service.storage import PhotoStore
 

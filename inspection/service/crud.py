@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from inspection.service.errors import Conflict, Forbidden, NotFound, Unprocessable
 from inspection.service.models import FlagRow, Inspection, Photo, Review
-from inspection.service.scoring import ItemScore
+from inspection.pipeline import ItemScore
 from inspection.service.settings import Principal
 from inspection.service.storage import StoredPhoto
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body
 
 from inspection.errors import BundleError
 from inspection.service.deps import AdminDep, EngineDep, PrincipalDep, StateDep
-from inspection.service.runtime import LoadedModel
+from inspection.loaded_model import LoadedModel
 from inspection.service.schemas import ModelStatus, ReloadRequest
 
 router = APIRouter(prefix="/v1/models", tags=["models"])

@@ -27,7 +27,7 @@ from inspection.decide import (
 from inspection.engine import PhotoPrediction
 from inspection.images import DEFAULT_MAX_PIXELS, DecodedPhoto, decode_photo
 from inspection.quality import PhotoQuality, assess_quality
-from inspection.service.runtime import LoadedModel
+from inspection.loaded_model import LoadedModel
 from inspection.taxonomy import Taxonomy
 
 MAP_DECIMALS = 4  # heatmaps are stored with the inspection; 4 decimals keep them small
