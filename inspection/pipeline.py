@@ -26,8 +26,8 @@ from inspection.decide import (
 )
 from inspection.engine import PhotoPrediction
 from inspection.images import DEFAULT_MAX_PIXELS, DecodedPhoto, decode_photo
-from inspection.quality import PhotoQuality, assess_quality
 from inspection.loaded_model import LoadedModel
+from inspection.quality import PhotoQuality, assess_quality
 from inspection.taxonomy import Taxonomy
 
 MAP_DECIMALS = 4  # heatmaps are stored with the inspection; 4 decimals keep them small

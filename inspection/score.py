@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from inspection.decide import load_policy
 from inspection.errors import InputError
-from inspection.manifest import read_manifest
 from inspection.loaded_model import LoadedModel
+from inspection.manifest import read_manifest
 from inspection.pipeline import Upload, inspect_item
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".heic", ".heif"}

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from inspection import __version__
 from inspection.decide import load_policy
 from inspection.errors import InspectionError
+from inspection.loaded_model import LoadedModel
 from inspection.service import ui
 from inspection.service.db import make_engine, make_session_factory, upgrade_to_head
 from inspection.service.deps import ServiceState
@@ -19,7 +20,6 @@ from inspection.service.errors import install_error_handlers
 from inspection.service.limits import BodySizeLimit
 from inspection.service.metrics import ServiceMetrics
 from inspection.service.routes import health, inspections, models, review
-from inspection.loaded_model import LoadedModel
 from inspection.service.runtime import ModelHolder
 from inspection.service.settings import Settings
 from inspection.service.storage import PhotoStore

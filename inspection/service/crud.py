@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from inspection.pipeline import ItemScore
 from inspection.service.errors import Conflict, Forbidden, NotFound, Unprocessable
 from inspection.service.models import FlagRow, Inspection, Photo, Review
-from inspection.pipeline import ItemScore
 from inspection.service.settings import Principal
 from inspection.service.storage import StoredPhoto
 

@@ -13,9 +13,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from inspection.decide import Policy
+from inspection.loaded_model import LoadedModel
 from inspection.service.errors import Forbidden, NotReady, Unauthorized
 from inspection.service.metrics import ServiceMetrics
-from inspection.loaded_model import LoadedModel
 from inspection.service.runtime import ModelHolder
 from inspection.service.settings import Principal, Settings
 from inspection.service.storage import PhotoStore

@@ -13,6 +13,7 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 
 from inspection.images import decode_photo
+from inspection.pipeline import Upload, inspect_item, photo_where
 from inspection.service import crud
 from inspection.service.deps import (
     EngineDep,
@@ -28,7 +29,6 @@ from inspection.service.errors import Forbidden, NotFound, Unprocessable
 from inspection.service.heatmap import DISPLAY_SIDE, heatmap_png
 from inspection.service.limits import check_photo_pixels, check_photo_size
 from inspection.service.schemas import InspectionPublic, Source
-from inspection.pipeline import Upload, inspect_item, photo_where
 
 router = APIRouter(prefix="/v1/inspections", tags=["inspections"])
 MEDIA_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",

@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Body
 
 from inspection.errors import BundleError
-from inspection.service.deps import AdminDep, EngineDep, PrincipalDep, StateDep
 from inspection.loaded_model import LoadedModel
+from inspection.service.deps import AdminDep, EngineDep, PrincipalDep, StateDep
 from inspection.service.schemas import ModelStatus, ReloadRequest
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
