@@ -46,7 +46,7 @@ def model_outputs(engine: Engine, paths: list[Path]) -> dict[str, np.ndarray]:
     names = ["embedding", "patch_features"]
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for start in range(0, len(paths), 16):
-        photos = [load_photo(p) for p in paths[start:start + 16]]
+        photos = [load_photo(p, min_side=engine.input_size) for p in paths[start:start + 16]]
         raw = next(engine.iter_raw(photos, 16, outputs=names))
         for name in names:
             chunks[name].append(raw[name])
