@@ -50,7 +50,7 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bundle = build_bundle(root / "bundle", size=32)
     manifest = _manifest(root)
     assert cli_main(["anomaly", "fit", "--bundle", str(bundle), "--manifest", str(manifest),
-                     "--coreset-ratio", "0.5"]) == 0
+                     "--coreset-ratio", "0.5", "--neighbours", "9"]) == 0
     return bundle
 
 

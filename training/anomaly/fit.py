@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -143,11 +144,15 @@ def main(args: argparse.Namespace) -> int:
     if missing:
         raise InputError(f"no photos of {missing} in the manifest (it has {known})", "--categories")
     card: ModelCard = engine.card
-    for category in categories:
+    for number, category in enumerate(categories, start=1):
+        print(f"[{number}/{len(categories)}] {category}: fitting", flush=True)
+        started = time.perf_counter()
         card.anomaly[category] = fit_category(engine, manifest, category, args.coreset_ratio,
                                               args.target_fpr, args.max_bank, args.neighbours)
         entry = card.anomaly[category]
-        print(f"{category}: bank {entry['bank_size']} patches, threshold {entry['threshold']:.3f}")
+        print(f"[{number}/{len(categories)}] {category}: bank {entry['bank_size']} patches, "
+              f"threshold {entry['threshold']:.3f}, fitted in {time.perf_counter() - started:.0f} s",
+              flush=True)
     if not args.no_references:
         references, thresholds, report = fit_references(engine, manifest, categories)
         np.savez(args.bundle / REFERENCES_FILE, **references)
