@@ -71,6 +71,8 @@ STEPS = {
     "bank3+reweight": Step("ours224", False, 0.03, None, 9),
     "bank10": Step("ours224", False, 0.10, None, 1),
     "bank10+reweight": Step("ours224", False, 0.10, None, 9),
+    "pad+bank10": Step("ours224", True, 0.10, None, 1),
+    "pad+bank4096": Step("ours224", True, 0.10, 4096, 1),
     "reference": Step("ref256", True, 0.10, None, 9),
 }
 

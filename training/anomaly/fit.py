@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from inspection.anomaly import MISMATCH_KEY, REFERENCES_FILE
@@ -50,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--neighbours", type=int, default=NEIGHBOURS,
                         help="support rows of the density-weighted image score (1: plain max)")
     parser.add_argument("--target-fpr", type=float, default=DEFAULT_TARGET_FPR)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="CPU threads for ONNX Runtime and torch (1 on a busy machine)")
     parser.add_argument("--no-references", action="store_true", help="skip item mismatch")
 
 
@@ -136,7 +139,8 @@ def fit_references(engine: Engine, manifest: Manifest, categories: Sequence[str]
 
 
 def main(args: argparse.Namespace) -> int:
-    engine = Engine.load(args.bundle, threads=2)
+    torch.set_num_threads(max(1, args.threads))
+    engine = Engine.load(args.bundle, threads=max(1, args.threads))
     manifest = read_manifest(args.manifest)
     known = sorted({s.category for s in manifest.samples if s.category})
     categories = args.categories or known
