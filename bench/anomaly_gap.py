@@ -73,6 +73,8 @@ STEPS = {
     "bank10+reweight": Step("ours224", False, 0.10, None, 9),
     "pad+bank10": Step("ours224", True, 0.10, None, 1),
     "pad+bank4096": Step("ours224", True, 0.10, 4096, 1),
+    "pad+bank10cap": Step("ours224", True, 0.10, MAX_BANK, 1),
+    "pad+256px": Step("ours256", True, 0.01, MAX_BANK, 1),
     "reference": Step("ref256", True, 0.10, None, 9),
 }
 
