@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from inspection.case import UNMATCHED_MAP, CaseCheck, card_sha256, policy_sha256
 from inspection.decide import (
     Flag,
     ItemAssessment,
@@ -59,7 +60,10 @@ def decode_uploads(uploads: Sequence[Upload], min_side: int,
 
 
 def inspect_item(model: LoadedModel, policy: Policy, uploads: Sequence[Upload],
-                 category: str | None, max_pixels: int = DEFAULT_MAX_PIXELS) -> ItemScore:
+                 category: str | None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 case: CaseCheck | None = None) -> ItemScore:
+    """`case` compares the photos with the return's other side (inspection.case); its flags
+    join the others before the decision."""
     started = time.perf_counter()
     decoded = decode_uploads(uploads, model.engine.input_size, max_pixels)
     decoded_at = time.perf_counter()
@@ -72,10 +76,12 @@ def inspect_item(model: LoadedModel, policy: Policy, uploads: Sequence[Upload],
     item = aggregate([predictions[i].probabilities for i in usable], model.engine.taxonomy,
                      category, card_thresholds, policy)
     similarities = _similarities(model, category, predictions)
+    compared = case(predictions) if case is not None else None
     flags = [*_locate(assessment_flags(item, category, card_thresholds, policy), predictions, usable),
              *_quality_flags(qualities),
              *_mismatch_flags(similarities, category, card_thresholds, policy),
-             *_anomaly_flags(anomaly)]
+             *_anomaly_flags(anomaly),
+             *(compared.flags if compared else [])]
     decision = decide(item, flags, policy)
     timings = {"decode_ms": _ms(started, decoded_at), "inference_ms": _ms(decoded_at, inferred_at),
                "total_ms": _ms(started, time.perf_counter())}
@@ -88,15 +94,20 @@ def inspect_item(model: LoadedModel, policy: Policy, uploads: Sequence[Upload],
         "photos": photos,
         "item": _item_dict(item, usable),
         "flags": [flag_dict(flag) for flag in flags],
-        "skipped_checks": _skipped(model, category, similarities is not None, anomaly is not None),
+        "skipped_checks": [*_skipped(model, category, similarities is not None, anomaly is not None),
+                           *(compared.skipped if compared else [])],
         "decision": {"disposition": decision.disposition, "refund": decision.refund,
                      "rule": decision.rule, "reasons": list(decision.reasons)},
         "model": {"name": model.card.name, "version": model.card.version,
-                  "model_id": model.card.model_id},
+                  "model_id": model.card.model_id, "card_sha256": card_sha256(model.card)},
+        "policy": {"sha256": policy_sha256(policy)},
+        "comparison": compared.comparison if compared else None,
         "timings": timings,
     }
     maps = [_stored_maps(p, model.engine.taxonomy, anomaly[1][i] if anomaly else None)
             for i, p in enumerate(predictions)]
+    for index, unmatched in (compared.maps if compared else {}).items():
+        maps[index][UNMATCHED_MAP] = unmatched
     return ItemScore(result=result, flags=flags, photo_maps=maps, decoded=decoded)
 
 

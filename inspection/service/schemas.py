@@ -60,7 +60,8 @@ class ItemPublic(BaseModel):
 
 class FlagPublic(BaseModel):
     kind: str = Field(description="damage_found | accessory_missing | low_confidence | "
-                                  "photo_unusable | item_mismatch | anomaly")
+                                  "photo_unusable | item_mismatch | anomaly | "
+                                  "changed_since_request | new_damage_since_request")
     reason: str
     score: float = Field(description="the score that raised it")
     threshold: float
@@ -85,6 +86,40 @@ class ModelPublic(BaseModel):
     name: str
     version: str
     model_id: str
+    card_sha256: str | None = Field(None, description="sha256 of the model card as served "
+                                                      "(canonical JSON, thresholds included)")
+
+
+class PolicyPublic(BaseModel):
+    sha256: str = Field(description="the decision policy in effect (canonical JSON): its version")
+
+
+class PhotoRefPublic(BaseModel):
+    inspection_id: str
+    photo: int
+
+
+class CaseCheckPublic(BaseModel):
+    kind: str = Field(description="changed_since_request | new_damage_since_request")
+    score: float = Field(description="same-item similarity of the closest pair (changed) or the "
+                                     "largest rise of a damage probability (new damage)")
+    threshold: float | None = Field(description="fitted by `returns-inspect case fit`; null: none")
+    flagged: bool
+    label: str | None = Field(None, description="the damage label (new damage)")
+    reason: str
+    station: PhotoRefPublic = Field(description="the dock's photo of the pair")
+    customer: PhotoRefPublic = Field(description="the customer's photo of the pair")
+    details: dict[str, float]
+
+
+class ComparisonPublic(BaseModel):
+    status: Literal["compared", "not_compared"]
+    reason: str = Field(description="why it was not compared (one-sided return, purged photos)")
+    against: str = Field(description="the other side: customer | station")
+    against_inspections: list[str]
+    missing_photos: list[str] = Field(description="the other side's photos no longer stored")
+    checks: list[CaseCheckPublic]
+    compared: dict[str, int] = Field(description="photos compared per side")
 
 
 class TimingsPublic(BaseModel):
@@ -101,6 +136,10 @@ class InspectionResult(BaseModel):
     skipped_checks: list[SkippedCheckPublic]
     decision: DecisionPublic
     model: ModelPublic
+    policy: PolicyPublic | None = None
+    comparison: ComparisonPublic | None = Field(
+        None, description="customer <-> dock comparison of the return, when this inspection "
+                          "was made (GET /v1/returns/{return_id} for the whole case)")
     timings: TimingsPublic
 
 

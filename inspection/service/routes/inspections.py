@@ -12,9 +12,11 @@ import numpy as np
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 
+from inspection.case import UNMATCHED_MAP
 from inspection.images import decode_photo
 from inspection.pipeline import Upload, inspect_item, photo_where
 from inspection.service import crud
+from inspection.service.case_photos import case_check
 from inspection.service.deps import (
     EngineDep,
     MetricsDep,
@@ -53,11 +55,13 @@ def create_inspection(
     category = _known_category(category or None, model.engine.taxonomy.categories)
     uploads = _read_uploads(photos, settings.max_photos, settings.max_photo_bytes,
                             settings.max_pixels)
-    score = inspect_item(model, policy, uploads, category, settings.max_pixels)
+    inspection_id = uuid.uuid4().hex
+    case = case_check(session, store, model, policy, return_id, origin, inspection_id)
+    score = inspect_item(model, policy, uploads, category, settings.max_pixels, case)
     stored = [store.put(upload.data, photo.format) for upload, photo in zip(uploads, score.decoded,
                                                                             strict=True)]
     score.result["timings"]["total_ms"] = round((time.perf_counter() - started) * 1000.0, 2)
-    row = crud.save_inspection(session, inspection_id=uuid.uuid4().hex, return_id=return_id,
+    row = crud.save_inspection(session, inspection_id=inspection_id, return_id=return_id,
                                sku=sku or None, source=origin, owner=caller.name, score=score,
                                stored=stored, filenames=[u.filename for u in uploads])
     session.commit()
@@ -127,6 +131,11 @@ def read_heatmap(inspection_id: str, n: int, caller: PrincipalDep, session: Sess
 
 
 def heat_values(predictions: dict[str, Any], label: str) -> list[list[float]]:
+    if label == "unmatched":  # patches the customer's closest photo never showed (case comparison)
+        unmatched = predictions.get(UNMATCHED_MAP)
+        if unmatched is None:
+            raise NotFound("this photo was not compared with the customer's photos", "label")
+        return unmatched
     if label == "anomaly":
         anomaly_map = predictions.get("anomaly_map")
         if anomaly_map is None:
