@@ -25,6 +25,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("evaluate",): ("training.evaluate", "metrics.json + HTML report of an ONNX bundle"),
     ("anomaly", "fit"): ("training.anomaly.fit", "fit per-category anomaly detectors on good photos"),
     ("anomaly", "evaluate"): ("training.anomaly.evaluate", "MVTec AD protocol on a folder"),
+    ("case", "fit"): ("training.case_fit", "fit the customer <-> dock comparison thresholds"),
     ("score",): ("inspection.score", "score photos offline to JSONL"),
     ("serve",): ("inspection.service.serve", "run the inspection service under uvicorn"),
 }

@@ -46,8 +46,9 @@ class ItemSpec:
 
 
 def before_damage(spec: ItemSpec) -> ItemSpec:
-    """The same item as it was before its damage: same product, colour, kit and marks-free
-    surface (the item's own random streams draw it identically), grade B at worst."""
+    """The same item as it was before its damage (the customer's photo of a return damaged in
+    transit): same product, colour and kit, drawn from the item's own random streams, without
+    the marks; a damaged grade becomes B (opened, no wear)."""
     return replace(spec, grade=min(spec.grade, 1), damage=())
 
 
