@@ -51,8 +51,9 @@ def test_damage_at_the_dock_absent_from_every_customer_photo_is_new() -> None:
 
 def test_damage_the_customer_already_showed_is_not_new() -> None:
     cracked = {"crack": 0.9, "scratch": 0.1}
+    showed = {"crack": 0.8, "scratch": 0.0}
     new = checks([photo("station", 0, 1, cracked)],
-                 [photo("customer", 0, 1), photo("customer", 1, 1, {"crack": 0.8, "scratch": 0.0})])[NEW_DAMAGE]
+                 [photo("customer", 0, 1), photo("customer", 1, 1, showed)])[NEW_DAMAGE]
     assert not new.flagged and new.score == pytest.approx(0.1)
 
 
