@@ -20,6 +20,7 @@ from inspection.case_compare import (
     CASE_FLAGS,
     CHANGED,
     NEW_DAMAGE,
+    WEIGHT_KEY,
     CasePhoto,
     PairCheck,
     case_photo,
@@ -55,7 +56,8 @@ CaseCheck = Callable[[Sequence[PhotoPrediction]], CaseOutcome]
 
 
 def case_thresholds(card_thresholds: Mapping[str, Any], policy: Policy) -> dict[str, float | None]:
-    return {kind: threshold(card_thresholds, policy, kind) for kind in CASE_FLAGS}
+    """Each flag's threshold and the same-item score's embedding weight (None: not fitted)."""
+    return {key: threshold(card_thresholds, policy, key) for key in (*CASE_FLAGS, WEIGHT_KEY)}
 
 
 def case_outcome(inspection_id: str, source: str, predictions: Sequence[PhotoPrediction],

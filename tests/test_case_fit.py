@@ -9,7 +9,7 @@ import pytest
 from bundle_factory import CRACKED_ITEM, build_bundle
 
 from inspection.card import read_card, verify_bundle
-from inspection.case_compare import CHANGED, NEW_DAMAGE
+from inspection.case_compare import CHANGED, NEW_DAMAGE, WEIGHT_KEY
 from inspection.cli import main as cli
 from inspection.dataset.synth import generate
 from inspection.manifest import Sample
@@ -48,6 +48,9 @@ def test_case_fit_writes_thresholds_and_their_record(tmp_path: Path, synthetic_m
         assert card.thresholds[kind] == record["threshold"]
         assert record["negatives"] >= 5 and record["false_rate"] <= 0.1 and record["split"] == "train"
     assert card.calibration["case"]["manifest_sha256"]
+    assert card.thresholds[WEIGHT_KEY] == card.calibration["case"][CHANGED]["embedding_weight"]
+    assert set(card.calibration["case"][CHANGED]["auroc_by_embedding_weight"]) == {
+        "0.0", "0.25", "0.5", "0.75", "1.0"}
 
 
 def test_case_fit_refuses_a_bad_target(tmp_path: Path, synthetic_manifest: Path,

@@ -4,8 +4,12 @@ manifest split through the bundle's own ONNX session, written into the model car
     returns-inspect case fit --bundle models/default --manifest datasets/sample/manifest.csv \\
         [--split val] [--target-false-rate 0.05]
 
-Both thresholds are chosen on pairs of photos of the SAME item (two photos of one item_id: a
-genuine return photographed twice), for at most `--target-false-rate` of them raised:
+The same-item score mixes the embedding (`--embedding-weight`, default 0.75) with the patch
+match; the card records the weight the threshold was fitted with, and the AUROC of same-item vs
+other-item pairs for each weight of WEIGHTS (the embedding alone separates other items a little
+better, but damage moves it: BENCHMARKS.md). Both thresholds are then chosen on pairs of photos
+of the SAME item (two photos of one item_id: a genuine return photographed twice), for at most
+`--target-false-rate` of them raised:
 - changed_since_request: that quantile of their same-item similarity (raised below it);
 - new_damage_since_request: the upper quantile of their damage rise (raised at or above it).
 Pairs that should raise them are measured and recorded, not fitted on: another item of the same
@@ -22,11 +26,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
 from inspection.case_compare import (
     CHANGED,
+    EMBEDDING_WEIGHT,
     NEW_DAMAGE,
+    WEIGHT_KEY,
     CasePhoto,
     case_photo,
     new_damage_check,
@@ -41,6 +48,7 @@ from training.versioning import utc_now
 
 DEFAULT_FALSE_RATE = 0.05  # genuine returns (same item twice) sent to review by a case flag
 MIN_PAIRS = 5
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-false-rate", type=float, default=DEFAULT_FALSE_RATE,
                         help="share of same-item pairs a flag may raise "
                              f"(default {DEFAULT_FALSE_RATE})")
+    parser.add_argument("--embedding-weight", type=float, default=EMBEDDING_WEIGHT,
+                        help="share of the embedding in the same-item score, the rest is the "
+                             f"patch match (default {EMBEDDING_WEIGHT})")
 
 
 @dataclass(frozen=True)
@@ -99,8 +110,22 @@ def score_photos(engine: Engine, manifest: Manifest, samples: Sequence[Sample]) 
     return photos
 
 
-def sameness(photos: Sequence[CasePhoto], pairs: Sequence[tuple[int, int]]) -> np.ndarray:
-    return np.array([pair_similarity(photos[b], photos[a]).score for a, b in pairs])
+def sameness(photos: Sequence[CasePhoto], pairs: Sequence[tuple[int, int]],
+             weight: float) -> np.ndarray:
+    return np.array([pair_similarity(photos[b], photos[a], weight).score for a, b in pairs])
+
+
+def auroc_by_weight(pairs: CasePairs) -> dict[str, float]:
+    """How well each embedding weight tells same-item from other-item pairs (recorded)."""
+    if not pairs.other:
+        return {}
+    labels = [0] * len(pairs.same) + [1] * len(pairs.other)
+    aurocs = {}
+    for weight in WEIGHTS:
+        scores = np.concatenate([sameness(pairs.photos, pairs.same, weight),
+                                 sameness(pairs.photos, pairs.other, weight)])
+        aurocs[str(weight)] = float(roc_auc_score(labels, -scores))
+    return aurocs
 
 
 def damage_rise(photos: Sequence[CasePhoto], pairs: Sequence[tuple[int, int]]) -> np.ndarray:
@@ -108,21 +133,24 @@ def damage_rise(photos: Sequence[CasePhoto], pairs: Sequence[tuple[int, int]]) -
     return np.array([check.score if check is not None else 0.0 for check in checks])
 
 
-def fit(pairs: CasePairs, target: float, split: str) -> dict[str, dict[str, Any]]:
+def fit(pairs: CasePairs, target: float, split: str,
+        weight: float = EMBEDDING_WEIGHT) -> dict[str, dict[str, Any]]:
     """Both thresholds and the record of how they were chosen (card.calibration['case'])."""
     if len(pairs.same) < MIN_PAIRS:
         raise InputError(f"split {split!r} has {len(pairs.same)} items with 2+ photos; need "
                          f"{MIN_PAIRS}", "--manifest")
-    same = sameness(pairs.photos, pairs.same)
+    aurocs = auroc_by_weight(pairs)
+    same = sameness(pairs.photos, pairs.same, weight)
     changed = float(np.quantile(same, target, method="lower")) - 1e-6  # raised below it
-    other = sameness(pairs.photos, pairs.other)
+    other = sameness(pairs.photos, pairs.other, weight)
     rise_same = damage_rise(pairs.photos, pairs.same)
     rise_bad = damage_rise(pairs.photos, pairs.damaged)
     new_damage = float(np.quantile(rise_same, 1.0 - target, method="higher")) + 1e-6
     return {
-        CHANGED: _report(changed, split, target, len(same), float(np.mean(same < changed)),
-                         len(other), float(np.mean(other < changed)) if len(other) else None,
-                         "photos of another item of the same category"),
+        CHANGED: {**_report(changed, split, target, len(same), float(np.mean(same < changed)),
+                            len(other), float(np.mean(other < changed)) if len(other) else None,
+                            "photos of another item of the same category"),
+                  "embedding_weight": weight, "auroc_by_embedding_weight": aurocs},
         NEW_DAMAGE: _report(new_damage, split, target, len(rise_same),
                             float(np.mean(rise_same >= new_damage)), len(rise_bad),
                             float(np.mean(rise_bad >= new_damage)) if len(rise_bad) else None,
@@ -140,13 +168,19 @@ def _report(threshold: float, split: str, target: float, negatives: int, false_r
 def main(args: argparse.Namespace) -> int:
     if not 0.0 < args.target_false_rate < 0.5:
         raise InputError(f"must be in (0, 0.5), got {args.target_false_rate}", "--target-false-rate")
+    if not 0.0 <= args.embedding_weight <= 1.0:
+        raise InputError(f"must be in [0, 1], got {args.embedding_weight}", "--embedding-weight")
     engine = Engine.load(args.bundle, threads=2)
     manifest = read_manifest(args.manifest, engine.taxonomy)
     samples = split_samples(manifest, args.split)
     same, other, damaged = make_pairs(samples)
     photos = score_photos(engine, manifest, samples)
-    reports = fit(CasePairs(photos, same, other, damaged), args.target_false_rate, args.split)
+    reports = fit(CasePairs(photos, same, other, damaged), args.target_false_rate, args.split,
+                  args.embedding_weight)
     card = engine.card
+    card.thresholds[WEIGHT_KEY] = reports[CHANGED]["embedding_weight"]
+    print(f"same-item score: embedding weight {card.thresholds[WEIGHT_KEY]} (same vs other item "
+          f"AUROC by weight: {reports[CHANGED]['auroc_by_embedding_weight']})")
     for kind, report in reports.items():
         card.thresholds[kind] = report["threshold"]
         print(f"{kind}: threshold {report['threshold']:.4f}; raised on {report['false_rate']:.1%} of "
