@@ -2,7 +2,7 @@
 photos of a return and then the dock's (the same phone, cracked in transit; another return where
 a different product arrived), the return's timeline with the comparison pair and heatmaps in
 Debian's Chromium, and the evidence packet rendered there too. Screenshots go to tmp_path, or to
-RETURNS_SCREENSHOTS when set (how docs/case-*.png were made)."""
+RETURNS_SCREENSHOTS when set (how docs/case-*.jpg were made)."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def test_customer_then_dock_photos_make_a_case_with_flags_timeline_and_evidence(
             expect(images).to_have_count(4)  # both photos, each with its crack map
             for index in range(4):
                 assert images.nth(index).evaluate("img => img.complete && img.naturalWidth > 0")
-            page.screenshot(path=str(shots / "case-timeline.png"), full_page=True)
+            page.screenshot(path=str(shots / "case-timeline.jpg"), type="jpeg", quality=70)
 
             page.get_by_role("link", name="Evidence packet (whole return)").click()
             expect(page.get_by_role("heading", level=1)).to_have_text("Evidence: return RMA-2001")
@@ -113,7 +113,7 @@ def test_customer_then_dock_photos_make_a_case_with_flags_timeline_and_evidence(
                        for i in range(rendered.count()))
             expect(body).to_contain_text(dock["model"]["model_id"])
             expect(body).to_contain_text("fitted by `case fit`")
-            page.screenshot(path=str(shots / "case-evidence.png"), full_page=False)
+            page.screenshot(path=str(shots / "case-evidence.jpg"), type="jpeg", quality=70)
             assert problems == []
         finally:
             browser.close()

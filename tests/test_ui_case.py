@@ -63,8 +63,18 @@ def test_new_damage_pair_shows_the_label_map_on_both_photos() -> None:
                               "score": 0.7, "threshold": 0.3, "reason": "crack: 0.90 at the dock",
                               "station": {"inspection_id": "s1", "photo": 1},
                               "customer": {"inspection_id": "c1", "photo": 0}}]}
-    (view,) = pair_views(comparison, "/ui")
+    (view,) = pair_views(comparison, "/ui", {"crack": 3.25})
     station, customer = view.photos
     assert station.url == "/ui/items/s1/photos/1" and station.number == 2
-    assert station.heatmap_url == "/ui/items/s1/photos/1/heatmap?label=crack"
-    assert customer.heatmap_url == "/ui/items/c1/photos/0/heatmap?label=crack"
+    # one colour scale for both photos: the customer's weak map does not glow on its own scale
+    assert station.heatmap_url == "/ui/items/s1/photos/1/heatmap?label=crack&peak=3.2500"
+    assert customer.heatmap_url == "/ui/items/c1/photos/0/heatmap?label=crack&peak=3.2500"
+
+
+def test_a_shared_peak_cools_a_heatmap_and_must_be_a_number(app: Any) -> None:
+    station = submit(app, [photo(5)], return_id="RMA-79").json()
+    url = f"/v1/inspections/{station['id']}/photos/0/heatmap?label=crack"
+    operator = {"X-API-Key": "operator-key-1"}
+    own, shared = app.get(url, headers=operator), app.get(url + "&peak=1000", headers=operator)
+    assert own.status_code == shared.status_code == 200 and own.content != shared.content
+    assert app.get(url + "&peak=nan", headers=operator).status_code == 422

@@ -119,7 +119,9 @@ def heat_labels(row: Inspection, photo: Photo,
 
 
 def photo_evidence(row: Inspection, photo: Photo, store: PhotoStore,
-                   comparison: dict[str, Any] | None) -> PhotoEvidence:
+                   comparison: dict[str, Any] | None, peaks: dict[str, float]) -> PhotoEvidence:
+    """`peaks`: label -> top of the colour scale shared by the packet's photos (a new-damage pair
+    is drawn on one scale, so the customer's photo does not glow by self-normalisation)."""
     evidence = PhotoEvidence(row.id, photo.index + 1, row.source, photo.filename, photo.sha256,
                              photo.size_bytes, crud.as_utc(photo.created_at), "purged")
     try:
@@ -130,7 +132,7 @@ def photo_evidence(row: Inspection, photo: Photo, store: PhotoStore,
         evidence.status = "altered"
         return evidence
     try:
-        rgb = decode_photo(data, min_side=1, where=f"photo {photo.index + 1}").rgb
+        rgb = decode_photo(data, min_side=EMBED_SIDE, where=f"photo {photo.index + 1}").rgb
     except InputError:
         evidence.status = "unreadable"
         return evidence
@@ -142,7 +144,8 @@ def photo_evidence(row: Inspection, photo: Photo, store: PhotoStore,
     for label, title in heat_labels(row, photo, comparison):
         values = _heat(photo.predictions, label)
         if values is not None:
-            evidence.heatmaps.append(Heatmap(label, title, jpeg_uri(overlay(rgb, normalise_map(values)))))
+            heat = normalise_map(values, peaks.get(label))
+            evidence.heatmaps.append(Heatmap(label, title, jpeg_uri(overlay(rgb, heat))))
     return evidence
 
 
@@ -156,8 +159,25 @@ def _heat(predictions: dict[str, Any], label: str) -> np.ndarray | None:
         return None
 
 
+def pair_peaks(rows: list[Inspection], comparison: dict[str, Any] | None) -> dict[str, float]:
+    """For each flagged new-damage label, the highest value of its map on either photo of the
+    pair: both photos are then drawn on that one scale."""
+    photos = {(row.id, photo.index): photo for row in rows for photo in row.photos}
+    peaks: dict[str, float] = {}
+    for check in (comparison or {}).get("checks", []):
+        if check["kind"] != NEW_DAMAGE or not check["flagged"]:
+            continue
+        for side in ("station", "customer"):
+            photo = photos.get((check[side]["inspection_id"], check[side]["photo"]))
+            values = _heat(photo.predictions, check["label"]) if photo is not None else None
+            if values is not None:
+                peaks[check["label"]] = max(peaks.get(check["label"], -np.inf), float(values.max()))
+    return peaks
+
+
 def inspection_evidence(row: Inspection, store: PhotoStore, model: LoadedModel | None,
-                        policy: Policy, comparison: dict[str, Any] | None) -> InspectionEvidence:
+                        policy: Policy, comparison: dict[str, Any] | None,
+                        peaks: dict[str, float]) -> InspectionEvidence:
     result = row.result
     recorded = (result.get("model") or {}).get("card_sha256")
     same_card = model is not None and recorded is not None and card_sha256(model.card) == recorded
@@ -174,7 +194,7 @@ def inspection_evidence(row: Inspection, store: PhotoStore, model: LoadedModel |
              for flag in result.get("flags", [])]
     return InspectionEvidence(
         row=row, result=result, flags=flags,
-        photos=[photo_evidence(row, photo, store, comparison) for photo in row.photos],
+        photos=[photo_evidence(row, photo, store, comparison, peaks) for photo in row.photos],
         reviews=[crud.review_public(review) for review in row.reviews], provenance_note=note,
         catalog=catalog_references(result))
 
@@ -204,7 +224,9 @@ def inspection_packet(row: Inspection, case_rows: list[Inspection], store: Photo
     referenced = {check[side]["inspection_id"] for check in (comparison or {}).get("checks", [])
                   for side in ("station", "customer")} - {row.id}
     others = [other for other in case_rows if other.id in referenced]
-    evidence = [inspection_evidence(item, store, model, policy, comparison) for item in [row, *others]]
+    peaks = pair_peaks([row, *others], comparison)
+    evidence = [inspection_evidence(item, store, model, policy, comparison, peaks)
+                for item in [row, *others]]
     return render_packet(f"Evidence: inspection {row.id}", row.return_id, evidence, comparison, [])
 
 
@@ -221,6 +243,7 @@ def involving(row: Inspection, case_rows: list[Inspection]) -> dict[str, Any] | 
 def return_packet(return_id: str, rows: list[Inspection], store: PhotoStore,
                   model: LoadedModel | None, policy: Policy) -> str:
     comparison = case_comparison(rows)
-    evidence = [inspection_evidence(row, store, model, policy, comparison) for row in rows]
+    peaks = pair_peaks(rows, comparison)
+    evidence = [inspection_evidence(row, store, model, policy, comparison, peaks) for row in rows]
     return render_packet(f"Evidence: return {return_id}", return_id, evidence, comparison,
                          timeline(rows))

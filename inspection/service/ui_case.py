@@ -46,9 +46,11 @@ class PairView:
     photos: tuple[PairPhoto, PairPhoto]
 
 
-def pair_views(comparison: Mapping[str, Any], root_url: str) -> list[PairView]:
+def pair_views(comparison: Mapping[str, Any], root_url: str,
+               peaks: Mapping[str, float] | None = None) -> list[PairView]:
     """Each comparison check with its two photos and the heatmap that explains it: the patches
-    the customer never showed (changed item) or the damage label's map on both (new damage)."""
+    the customer never showed (changed item) or the damage label's map on both (new damage),
+    both drawn on one colour scale (`peaks`: label -> top of the scale)."""
     views = []
     for check in comparison.get("checks", []):
         photos = []
@@ -60,7 +62,10 @@ def pair_views(comparison: Mapping[str, Any], root_url: str) -> list[PairView]:
                 title = "patches the customer's photos never showed"
             else:
                 label, title = check.get("label"), f"{check.get('label')} map"
-            heat = f"{url}/heatmap?{urlencode({'label': label})}" if label else None
+            query = {"label": label} if label else {}
+            if label and (peaks or {}).get(label) is not None:
+                query["peak"] = f"{peaks[label]:.4f}"  # type: ignore[index]
+            heat = f"{url}/heatmap?{urlencode(query)}" if label else None
             photos.append(PairPhoto(side, place["inspection_id"], place["photo"] + 1, url, heat,
                                     str(title)))
         views.append(PairView(check["kind"], check.get("label"), check["flagged"], check["score"],
@@ -79,8 +84,9 @@ def case_page(request: Request, return_id: str, state: StateDep, session: Sessio
         return error_page(request, caller, exc)
     case = return_case(return_id, rows)
     root_url = ui_root(request)
+    peaks = evidence.pair_peaks(return_inspections(session, return_id), case["comparison"])
     return render(request, "case.html", {
-        "principal": caller, "case": case, "pairs": pair_views(case["comparison"], root_url),
+        "principal": caller, "case": case, "pairs": pair_views(case["comparison"], root_url, peaks),
         "evidence_url": f"{root_url}/returns/{quote(return_id, safe='')}/evidence",
     })
 

@@ -123,11 +123,15 @@ def read_photo(inspection_id: str, n: int, caller: PrincipalDep, session: Sessio
             summary="Where on the photo: a label's activation map over the photo (PNG)")
 def read_heatmap(inspection_id: str, n: int, caller: PrincipalDep, session: SessionDep,
                  store: StoreDep,
-                 label: Annotated[str, Query(description="e.g. crack, or `anomaly`")]) -> Response:
+                 label: Annotated[str, Query(description="e.g. crack, `anomaly`, or `unmatched`")],
+                 peak: Annotated[float | None, Query(
+                     allow_inf_nan=False, description="top of the colour scale at least this "
+                     "(puts a comparison pair on one scale)")] = None) -> Response:
     photo = crud.get_photo(crud.get_inspection_for(session, inspection_id, caller), n)
     values = heat_values(photo.predictions, label)
     rgb = decode_photo(store.read(photo.path), min_side=DISPLAY_SIDE, where=f"photo {n}").rgb
-    return Response(heatmap_png(rgb, np.asarray(values, dtype=np.float32)), media_type="image/png")
+    return Response(heatmap_png(rgb, np.asarray(values, dtype=np.float32), peak),
+                    media_type="image/png")
 
 
 def heat_values(predictions: dict[str, Any], label: str) -> list[list[float]]:
