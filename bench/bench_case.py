@@ -2,7 +2,7 @@
 fitted thresholds (`returns-inspect case fit`):
 
     python bench/bench_case.py [--bundle models/default] [--photos 400] [--real ../shared/datasets]
-        [--json runs/case.json] [--examples DIR]
+        [--json runs/case.json] [--examples DIR] [--latency 20]
 
 Synthetic pairs (dataset synth, seed 11: items the bundle never saw, each drawn in new poses):
 same item twice; another item of the same category (and of the same SKU); another category;
@@ -11,13 +11,15 @@ magnetic tile; skipped when the folder is absent): good vs good of the same kind
 defective, and bottle vs tile. Reports, per pair kind, how often each flag is raised, and
 AUROCs of the same-item score for several embedding weights (the patch match alone is 0.0).
 `--examples DIR` writes the README's demo photos (one return photographed before and after its
-damage, and another product).
+damage, and another product). `--latency N` times N dock POSTs (2 photos) in-process against
+returns with 2 customer photos vs one-sided returns, interleaved, and prints the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 from collections.abc import Callable, Sequence
@@ -160,6 +162,38 @@ def write_examples(folder: Path) -> None:
         print(f"{folder / name}: {spec.category} {spec.item_id}, damage {list(spec.damage) or 'none'}")
 
 
+def latency(bundle: Path, rounds: int, folder: Path) -> dict[str, float]:
+    """Median POST /v1/inspections time of the dock's 2 photos with and without 2 customer
+    photos to re-score and compare (TestClient, SQLite in a temporary folder)."""
+    import tempfile
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from inspection.service.app import create_app
+    from inspection.service.settings import Settings
+
+    def files(names: list[str]) -> list[tuple[str, tuple[str, bytes, str]]]:
+        return [("photos", (n, (folder / n).read_bytes(), "image/jpeg")) for n in names]
+    dock = ["return_dock_1.jpg", "return_dock_2.jpg"]
+    times: dict[str, list[float]] = {"one-sided": [], "compared": []}
+    with tempfile.TemporaryDirectory() as data, TestClient(create_app(
+            Settings(data_dir=Path(data), bundle_dir=bundle, dev_mode=True))) as client:
+        for round_ in range(rounds + 1):  # round 0 warms up
+            client.post("/v1/inspections", files=files(["return_customer_1.jpg", "return_customer_2.jpg"]),
+                        data={"return_id": f"C-{round_}", "category": "phone", "source": "customer"})
+            for kind, return_id in (("one-sided", f"S-{round_}"), ("compared", f"C-{round_}")):
+                started = time.perf_counter()
+                answer = client.post("/v1/inspections", files=files(dock),
+                                     data={"return_id": return_id, "category": "phone"})
+                assert answer.status_code == 201, answer.text
+                if round_:
+                    times[kind].append(time.perf_counter() - started)
+    medians = {kind: 1000 * float(np.median(values)) for kind, values in times.items()}
+    return {**{f"{kind}_ms": value for kind, value in medians.items()},
+            "ratio": medians["compared"] / medians["one-sided"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path, default=Path("models/default"))
@@ -168,9 +202,14 @@ def main() -> None:
     parser.add_argument("--per-kind", type=int, default=60, help="real photos per kind")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--examples", type=Path, help="write the README's demo photos here and stop")
+    parser.add_argument("--latency", type=int, default=0, help="time this many dock POSTs and stop")
     args = parser.parse_args()
     if args.examples:
         write_examples(args.examples)
+        return
+    if args.latency:
+        print(f"machine: {platform.machine()}; load average {os.getloadavg()}")
+        print(latency(args.bundle, args.latency, Path(__file__).parents[1] / "datasets" / "examples"))
         return
     engine = Engine.load(args.bundle, threads=2)
     thresholds = case_thresholds(engine.card.thresholds, load_policy())
