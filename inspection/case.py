@@ -94,6 +94,9 @@ def _not_compared(counterpart: Counterpart, mine: list[CasePhoto]) -> str:
     if counterpart.missing:
         return (f"the {other}'s photos of this return are no longer stored (retention): "
                 f"{len(counterpart.missing)} photo(s) purged")
+    if counterpart.inspections:  # the rows are there but hold no photo any more
+        return (f"the {other}'s {len(counterpart.inspections)} inspection(s) of this return hold "
+                f"no stored photo (retention)")
     return (f"photos from one side only: no {other} photos for this return yet; the comparison "
             f"runs when they arrive")
 

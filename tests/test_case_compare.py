@@ -88,3 +88,14 @@ def test_synth_draws_the_same_item_before_its_damage() -> None:
     near_damage = cv2.dilate(mask.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
     # only the damage differs (a broken outline may move its soft shadow by one grey level)
     assert difference[near_damage].max() > 8 and difference[~near_damage].max() <= 1
+
+
+def test_why_a_return_is_not_compared() -> None:
+    from inspection.case import Counterpart, _not_compared
+    mine = [photo("station", 0, 1)]
+    assert "one side only" in _not_compared(Counterpart("customer", [], []), mine)
+    purged = Counterpart("customer", [], ["c1"], missing=["photo 1 of inspection c1 (sha256 ab)"])
+    assert "no longer stored" in _not_compared(purged, mine)
+    emptied = Counterpart("customer", [], ["c1"])  # retention removed the photo rows too
+    assert "hold no stored photo" in _not_compared(emptied, mine)
+    assert _not_compared(Counterpart("customer", [photo("customer", 0, 1)], ["c1"]), mine) == ""
