@@ -47,7 +47,7 @@ class Counterpart:
 @dataclass(frozen=True)
 class CaseOutcome:
     flags: list[Flag]
-    comparison: dict[str, Any]  # schemas.ComparisonPublic
+    comparison: dict[str, Any]  # schemas.CaseComparisonPublic, stored as `case_comparison`
     skipped: list[dict[str, str]]
     maps: dict[int, list[list[float]]]  # this inspection's photo index -> unmatched map
 

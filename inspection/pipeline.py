@@ -101,7 +101,7 @@ def inspect_item(model: LoadedModel, policy: Policy, uploads: Sequence[Upload],
         "model": {"name": model.card.name, "version": model.card.version,
                   "model_id": model.card.model_id, "card_sha256": card_sha256(model.card)},
         "policy": {"sha256": policy_sha256(policy)},
-        "comparison": compared.comparison if compared else None,
+        "case_comparison": compared.comparison if compared else None,
         "timings": timings,
     }
     maps = [_stored_maps(p, model.engine.taxonomy, anomaly[1][i] if anomaly else None)

@@ -67,7 +67,7 @@ def test_customer_then_dock_photos_make_a_case_with_flags_timeline_and_evidence(
     shots = Path(os.environ.get("RETURNS_SCREENSHOTS", tmp_path))
     customer_photos = ["return_customer_1.jpg", "return_customer_2.jpg"]
     customer = post(default_server, "customer", "RMA-2001", customer_photos)
-    assert customer["comparison"]["status"] == "not_compared"
+    assert customer["case_comparison"]["status"] == "not_compared"
     dock = post(default_server, "station", "RMA-2001", ["return_dock_1.jpg", "return_dock_2.jpg"])
     kinds = {flag["kind"]: flag for flag in dock["flags"]}
     assert "new_damage_since_request" in kinds and "changed_since_request" not in kinds

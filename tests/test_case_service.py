@@ -40,8 +40,8 @@ def photo(seed: int) -> bytes:
 
 def test_one_sided_return_is_not_compared_and_says_so(app: Any) -> None:
     body = submit(app, [photo(1)], role="customer", return_id="R-7", source="customer").json()
-    assert body["comparison"]["status"] == "not_compared"
-    assert "one side only" in body["comparison"]["reason"] and body["comparison"]["checks"] == []
+    assert body["case_comparison"]["status"] == "not_compared"
+    assert "one side only" in body["case_comparison"]["reason"] and body["case_comparison"]["checks"] == []
     case = app.get("/v1/returns/R-7", headers=headers("operator")).json()
     assert case["sources"] == {"customer": 1, "station": 0}
     assert case["comparison"]["status"] == "not_compared"
@@ -51,7 +51,7 @@ def test_one_sided_return_is_not_compared_and_says_so(app: Any) -> None:
 def test_same_photos_at_the_dock_raise_nothing(app: Any) -> None:
     submit(app, [photo(1), photo(2)], role="customer", return_id="R-8", source="customer")
     body = submit(app, [photo(2)], return_id="R-8").json()
-    comparison = body["comparison"]
+    comparison = body["case_comparison"]
     assert comparison["status"] == "compared" and comparison["compared"] == {"station": 1, "customer": 2}
     changed = next(c for c in comparison["checks"] if c["kind"] == "changed_since_request")
     assert changed["score"] == pytest.approx(1.0, abs=1e-4) and not changed["flagged"]
@@ -67,7 +67,7 @@ def test_another_item_at_the_dock_is_flagged_with_the_pair_and_a_heatmap(app: An
     station = submit(app, [photo(5), photo(6)], return_id="R-9").json()
     flag = next(f for f in station["flags"] if f["kind"] == "changed_since_request")
     assert flag["score"] < flag["threshold"] == CASE_THRESHOLDS["changed_since_request"]
-    check = next(c for c in station["comparison"]["checks"] if c["kind"] == "changed_since_request")
+    check = next(c for c in station["case_comparison"]["checks"] if c["kind"] == "changed_since_request")
     assert check["flagged"] and check["customer"] == {"inspection_id": customer["id"], "photo": 0}
     assert check["station"]["inspection_id"] == station["id"] and flag["photo"] == check["station"]["photo"]
     assert station["decision"]["refund"] == "hold_for_review"
@@ -81,10 +81,10 @@ def test_another_item_at_the_dock_is_flagged_with_the_pair_and_a_heatmap(app: An
 
 def test_customer_photos_after_the_dock_are_compared_too(app: Any) -> None:
     station = submit(app, [photo(5)], return_id="R-10").json()
-    assert station["comparison"]["status"] == "not_compared"
+    assert station["case_comparison"]["status"] == "not_compared"
     customer = submit(app, [photo(1)], role="customer", return_id="R-10", source="customer").json()
-    assert customer["comparison"]["against"] == "station"
-    assert customer["comparison"]["against_inspections"] == [station["id"]]
+    assert customer["case_comparison"]["against"] == "station"
+    assert customer["case_comparison"]["against_inspections"] == [station["id"]]
     flag = next(f for f in customer["flags"] if f["kind"] == "changed_since_request")
     assert flag["photo"] == 0  # the flag points at the customer's photo of the pair
 
@@ -120,6 +120,6 @@ def test_purged_customer_photos_leave_the_comparison_undone_and_said(app: Any, t
     for stored in (tmp_path / "data" / "photos").rglob("*.jpg"):
         stored.unlink()  # what a retention purge does to the files; the rows keep the hashes
     body = submit(app, [photo(5)], return_id="R-13").json()
-    assert body["comparison"]["status"] == "not_compared"
-    assert "no longer stored" in body["comparison"]["reason"]
-    assert len(body["comparison"]["missing_photos"]) == 1
+    assert body["case_comparison"]["status"] == "not_compared"
+    assert "no longer stored" in body["case_comparison"]["reason"]
+    assert len(body["case_comparison"]["missing_photos"]) == 1

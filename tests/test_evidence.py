@@ -108,3 +108,15 @@ def test_evidence_is_for_operators(app: Any) -> None:
     assert app.get(f"/v1/inspections/{customer['id']}/evidence",
                    headers=headers("customer")).status_code == 403
     assert app.get("/v1/inspections/nope/evidence", headers=headers("operator")).status_code == 404
+
+
+def test_the_catalog_reference_is_listed_by_hash() -> None:
+    from inspection.service.evidence import catalog_references
+    result = {"comparison": {"basis": "sku", "sku": "PHONE-X", "similarity_threshold": 0.7,
+                             "closest_reference": {"photo": 1, "reference": 3, "similarity": 0.91,
+                                                   "sha256": "ab" * 32}}}
+    (reference,) = catalog_references(result)
+    assert reference["sku"] == "PHONE-X" and reference["sha256"] == "ab" * 32
+    assert reference["similarity"] == 0.91 and reference["photo"] == 1
+    assert catalog_references({"comparison": {"basis": "category"}}) == []
+    assert catalog_references({}) == []

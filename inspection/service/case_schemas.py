@@ -14,7 +14,7 @@ class CaseInspectionPublic(InspectionPublic):
     reviews: list[ReviewPublic] = Field(description="every review, oldest first (overrides too)")
 
 
-class CaseComparisonPublic(BaseModel):
+class ReturnComparisonPublic(BaseModel):
     inspection_id: str | None = Field(description="the inspection whose arrival made the comparison")
     status: Literal["compared", "not_compared"]
     reason: str = Field(description="why there is no comparison (one-sided, purged photos)")
@@ -32,6 +32,6 @@ class CaseEventPublic(BaseModel):
 class ReturnCasePublic(BaseModel):
     return_id: str
     sources: dict[str, int] = Field(description="inspections per source")
-    comparison: CaseComparisonPublic
+    comparison: ReturnComparisonPublic
     events: list[CaseEventPublic] = Field(description="the timeline, oldest first")
     inspections: list[CaseInspectionPublic] = Field(description="oldest first")

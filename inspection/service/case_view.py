@@ -43,12 +43,12 @@ def return_case(return_id: str, rows: list[Inspection]) -> dict[str, Any]:
 def case_comparison(rows: list[Inspection]) -> dict[str, Any]:
     """The latest comparison made, or why there is none."""
     compared = [row for row in rows
-                if (row.result.get("comparison") or {}).get("status") == "compared"]
+                if (row.result.get("case_comparison") or {}).get("status") == "compared"]
     if compared:
-        return {"inspection_id": compared[-1].id, **compared[-1].result["comparison"]}
+        return {"inspection_id": compared[-1].id, **compared[-1].result["case_comparison"]}
     sides = {row.source for row in rows}
-    latest = next((row.result["comparison"] for row in reversed(rows)
-                   if row.result.get("comparison")), None)
+    latest = next((row.result["case_comparison"] for row in reversed(rows)
+                   if row.result.get("case_comparison")), None)
     if len(sides) < 2:
         (side,) = sides
         reason = (f"photos from one side only ({side}): nothing to compare until the "

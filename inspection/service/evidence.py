@@ -200,9 +200,17 @@ def inspection_evidence(row: Inspection, store: PhotoStore, model: LoadedModel |
 
 
 def catalog_references(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Catalog reference photos the inspection was compared with (the SKU catalog, issue 8).
-    Hook: empty until inspections record the reference photos they used."""
-    return list(result.get("catalog_references") or [])
+    """The SKU catalog's reference photo the inspection was compared with, where one was
+    (issue 8 records it as `comparison.closest_reference` with its sha256). Hook: the photo is
+    listed by hash and similarity; embedding its pixels needs the catalog's photo store, which
+    lands with the catalog."""
+    comparison = result.get("comparison") or {}
+    closest = comparison.get("closest_reference") if comparison.get("basis") == "sku" else None
+    if not closest:
+        return []
+    return [{"sku": comparison.get("sku"), "sha256": closest.get("sha256"),
+             "similarity": closest.get("similarity"), "photo": closest.get("photo"),
+             "threshold": comparison.get("similarity_threshold"), "data_uri": None}]
 
 
 def render_packet(title: str, return_id: str, inspections: list[InspectionEvidence],
@@ -231,7 +239,7 @@ def inspection_packet(row: Inspection, case_rows: list[Inspection], store: Photo
 
 
 def involving(row: Inspection, case_rows: list[Inspection]) -> dict[str, Any] | None:
-    own = row.result.get("comparison")
+    own = row.result.get("case_comparison")
     if own and own.get("status") == "compared":
         return own
     latest = case_comparison(case_rows)

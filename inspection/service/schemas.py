@@ -112,7 +112,7 @@ class CaseCheckPublic(BaseModel):
     details: dict[str, float]
 
 
-class ComparisonPublic(BaseModel):
+class CaseComparisonPublic(BaseModel):
     status: Literal["compared", "not_compared"]
     reason: str = Field(description="why it was not compared (one-sided return, purged photos)")
     against: str = Field(description="the other side: customer | station")
@@ -137,7 +137,7 @@ class InspectionResult(BaseModel):
     decision: DecisionPublic
     model: ModelPublic
     policy: PolicyPublic | None = None
-    comparison: ComparisonPublic | None = Field(
+    case_comparison: CaseComparisonPublic | None = Field(
         None, description="customer <-> dock comparison of the return, when this inspection "
                           "was made (GET /v1/returns/{return_id} for the whole case)")
     timings: TimingsPublic
