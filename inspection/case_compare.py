@@ -50,6 +50,7 @@ class CasePhoto:
     patches: np.ndarray  # h*w x C, unit rows
     patch_shape: tuple[int, int]
     damage: Mapping[str, float]  # damage label -> calibrated probability
+    sha256: str = ""  # of the stored file, for the other side's photos: the record outlives them
 
 
 def unit(array: np.ndarray) -> np.ndarray:
@@ -57,8 +58,8 @@ def unit(array: np.ndarray) -> np.ndarray:
     return array / np.maximum(np.linalg.norm(array, axis=-1, keepdims=True), 1e-12)
 
 
-def case_photo(inspection_id: str, index: int, source: str,
-               prediction: PhotoPrediction) -> CasePhoto | None:
+def case_photo(inspection_id: str, index: int, source: str, prediction: PhotoPrediction,
+               sha256: str = "") -> CasePhoto | None:
     """None when the model has no embedding or patch features (nothing to compare with)."""
     if prediction.embedding is None or prediction.patch_features is None:
         return None
@@ -66,7 +67,7 @@ def case_photo(inspection_id: str, index: int, source: str,
     channels, height, width = features.shape
     patches = unit(features.reshape(channels, height * width).T)
     return CasePhoto(inspection_id, index, source, unit(prediction.embedding.ravel()), patches,
-                     (height, width), dict(prediction.probabilities.get("damage", {})))
+                     (height, width), dict(prediction.probabilities.get("damage", {})), sha256)
 
 
 @dataclass(frozen=True)
@@ -104,14 +105,17 @@ class PairCheck:
     station: tuple[str, int]  # (inspection id, photo index)
     customer: tuple[str, int]
     reason: str
+    hashes: dict[str, str] = field(default_factory=dict)  # side -> sha256, where known
     label: str | None = None  # the damage label for new_damage_since_request
     details: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "score": self.score, "threshold": self.threshold,
                 "flagged": self.flagged, "label": self.label, "reason": self.reason,
-                "station": {"inspection_id": self.station[0], "photo": self.station[1]},
-                "customer": {"inspection_id": self.customer[0], "photo": self.customer[1]},
+                "station": {"inspection_id": self.station[0], "photo": self.station[1],
+                            "sha256": self.hashes.get("station")},
+                "customer": {"inspection_id": self.customer[0], "photo": self.customer[1],
+                             "sha256": self.hashes.get("customer")},
                 "details": self.details}
 
 
@@ -137,7 +141,7 @@ def same_item_check(station: Sequence[CasePhoto], customer: Sequence[CasePhoto],
                   if flagged else ""))
     return PairCheck(CHANGED, similarity.score, threshold, flagged,
                      (dock.inspection_id, dock.index), (photo.inspection_id, photo.index), reason,
-                     details={"embedding": similarity.embedding,
+                     hashes=_hashes(dock, photo), details={"embedding": similarity.embedding,
                               "patches": similarity.patches, "embedding_weight": weight}), maps
 
 
@@ -162,9 +166,14 @@ def new_damage_check(station: Sequence[CasePhoto], customer: Sequence[CasePhoto]
               f"photos (closest: photo {home.index + 1})" +
               (" — absent when the return was requested" if flagged else ""))
     return PairCheck(NEW_DAMAGE, rise, threshold, flagged, (dock.inspection_id, dock.index),
-                     (home.inspection_id, home.index), reason, label=label,
+                     (home.inspection_id, home.index), reason, _hashes(dock, home), label=label,
                      details={"station": dock.damage.get(label, 0.0),
                               "customer": home.damage.get(label, 0.0)})
+
+
+def _hashes(station: CasePhoto, customer: CasePhoto) -> dict[str, str]:
+    return {side: photo.sha256 for side, photo in (("station", station), ("customer", customer))
+            if photo.sha256}
 
 
 @dataclass(frozen=True)

@@ -120,3 +120,17 @@ def test_the_catalog_reference_is_listed_by_hash() -> None:
     assert reference["similarity"] == 0.91 and reference["photo"] == 1
     assert catalog_references({"comparison": {"basis": "category"}}) == []
     assert catalog_references({}) == []
+
+
+def test_a_purged_customer_inspection_leaves_its_photo_hash_in_the_dock_packet(app: Any) -> None:
+    from inspection.service.models import Inspection
+    customer = submit(app, [photo(1)], role="customer", return_id="R-23", source="customer").json()
+    station = submit(app, [photo(5)], return_id="R-23").json()
+    check = station["case_comparison"]["checks"][0]
+    assert check["station"]["sha256"] is None and len(check["customer"]["sha256"]) == 64
+    with app.app.state.service.sessions() as session:  # what a retention purge does to old rows
+        session.delete(session.get(Inspection, customer["id"]))
+        session.commit()
+    html = app.get(f"/v1/inspections/{station['id']}/evidence", headers=headers("operator")).text
+    assert "This inspection is no longer stored (retention)" in html
+    assert check["customer"]["sha256"] in html

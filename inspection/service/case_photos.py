@@ -58,10 +58,10 @@ def counterpart(session: Session, store: PhotoStore, model: LoadedModel, return_
             except InputError:
                 missing.append(f"{where} (unreadable)")
                 continue
-            places.append((row.id, photo.index))
+            places.append((row.id, photo.index, photo.sha256))
     predictions = model.engine.predict(rgbs) if rgbs else []
-    photos = [p for (inspection_id, index), prediction in zip(places, predictions, strict=True)
-              if (p := case_photo(inspection_id, index, other, prediction)) is not None]
+    photos = [p for (inspection_id, index, sha256), prediction in zip(places, predictions, strict=True)
+              if (p := case_photo(inspection_id, index, other, prediction, sha256)) is not None]
     return Counterpart(other, photos, [row.id for row in rows], missing)
 
 

@@ -111,7 +111,7 @@ def heat_labels(row: Inspection, photo: Photo,
         elif flag["kind"] == CHANGED:
             labels.append(("unmatched", "patches the customer's photos never showed"))
     for check in (comparison or {}).get("checks", []):
-        in_pair = any(check[side] == {"inspection_id": row.id, "photo": photo.index}
+        in_pair = any((check[side]["inspection_id"], check[side]["photo"]) == (row.id, photo.index)
                       for side in ("station", "customer"))
         if check["kind"] == NEW_DAMAGE and check["flagged"] and in_pair:
             labels.append((check["label"], f"{check['label']} (damage map)"))

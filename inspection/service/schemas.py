@@ -97,6 +97,7 @@ class PolicyPublic(BaseModel):
 class PhotoRefPublic(BaseModel):
     inspection_id: str
     photo: int
+    sha256: str | None = Field(None, description="the other side's photo: its hash outlives it")
 
 
 class CaseCheckPublic(BaseModel):
