@@ -148,5 +148,5 @@ class SkuEntry:
     category: str | None = None
     accessory_kit: tuple[str, ...] | None = None  # replaces the category's kit when set
     reference: SkuReference | None = None  # None: not in the catalog, or not built for this model
-    photo_count: int = 0
+    registered: bool = False  # in the catalog (its reference may still be building)
     note: str = ""  # why there is no reference to compare with

@@ -179,7 +179,7 @@ def _skipped(model: LoadedModel, category: str | None, mismatch_ran: bool,
         if not ran:
             why = model.unavailable.get(kind) or f"no {what} for category {category!r}"
             skipped.append({"kind": kind, "reason": why})
-    if sku is not None and sku.reference is None:
+    if sku is not None and sku.registered and sku.reference is None:
         skipped.append({"kind": "catalog", "reason": sku.note})
     return skipped
 

@@ -198,8 +198,8 @@ def entry_for(session: Session, sku: str, model: LoadedModel, cache: ReferenceCa
     if found is None:
         note = (f"SKU {sku!r}'s reference for model {model.card.model_id} is still being built; "
                 "compared with the category")
-        return SkuEntry(sku, row.category, kit, None, note=note)
-    return SkuEntry(sku, row.category, kit, cache.get(found))
+        return SkuEntry(sku, row.category, kit, None, registered=True, note=note)
+    return SkuEntry(sku, row.category, kit, cache.get(found), registered=True)
 
 
 def sku_public(row: CatalogSku, model_id: str | None, photo_url: str) -> dict[str, Any]:
