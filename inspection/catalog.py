@@ -110,6 +110,14 @@ def mirrored(photos: Sequence[np.ndarray]) -> list[np.ndarray]:
             for view in (photo[:, ::-1], photo[::-1, :])]
 
 
+def farthest_apart(features: np.ndarray) -> float:
+    """The largest RMS patch difference from the first photo: 0 when every photo is a copy."""
+    flat = features.reshape(len(features), features.shape[1], -1)
+    gaps = [float(np.sqrt(np.mean(np.sum((flat[i] - flat[0]) ** 2, axis=0))))
+            for i in range(1, len(flat))]
+    return max(gaps)
+
+
 def build_reference(engine: Engine, photos: Sequence[np.ndarray],
                     target: float = DEFAULT_FALSE_FLAG_TARGET) -> SkuReference:
     """A SKU's reference from decoded RGB photos (1 to MAX_REFERENCE_PHOTOS). Raises TooUniform
@@ -120,6 +128,8 @@ def build_reference(engine: Engine, photos: Sequence[np.ndarray],
     views = model_views(engine, photos)
     bank = build_bank(views.patch_features)
     scale = float(np.median(np.linalg.norm(flatten_patches(views.patch_features), axis=1)))
+    if len(photos) >= 2:  # ten copies of one picture are one picture
+        refuse_copies(farthest_apart(views.patch_features), scale)
     if len(photos) >= MIN_LEAVE_ONE_OUT:
         own = np.arange(len(photos))[:, None] == bank.owners[None, :]  # N x M: a photo's own rows
         similarity = views.embeddings @ views.embeddings.T
@@ -128,10 +138,6 @@ def build_reference(engine: Engine, photos: Sequence[np.ndarray],
         thresholds = fit_thresholds(similarity.max(axis=1), raw.reshape(len(raw), -1).max(axis=1),
                                     scale, target)
     else:
-        if len(photos) == 2:  # mirrored views alone would not tell two copies apart
-            refuse_copies(float(nearest_distances(views.patch_features[1:],
-                                                  flatten_patches(views.patch_features[:1])).max()),
-                          scale)
         extra = model_views(engine, mirrored(photos))
         similarity = extra.embeddings @ views.embeddings.T
         raw = nearest_distances(extra.patch_features, bank.rows)
