@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,25 +125,33 @@ def build_reference(engine: Engine, photos: Sequence[np.ndarray],
     if not 1 <= len(photos) <= MAX_REFERENCE_PHOTOS:
         msg = f"a SKU takes 1 to {MAX_REFERENCE_PHOTOS} reference photos, got {len(photos)}"
         raise ValueError(msg)
-    views = model_views(engine, photos)
+    return reference_from_views(engine.card.model_id, model_views(engine, photos),
+                                lambda: model_views(engine, mirrored(photos)), target)
+
+
+def reference_from_views(model_id: str, views: Views, mirrored_views: Callable[[], Views],
+                         target: float = DEFAULT_FALSE_FLAG_TARGET) -> SkuReference:
+    """The reference from the photos' model outputs; `mirrored_views` is only called for fewer
+    than MIN_LEAVE_ONE_OUT photos (catalog evaluate reuses outputs across reference counts)."""
+    count = len(views.embeddings)
     bank = build_bank(views.patch_features)
     scale = float(np.median(np.linalg.norm(flatten_patches(views.patch_features), axis=1)))
-    if len(photos) >= 2:  # ten copies of one picture are one picture
+    if count >= 2:  # ten copies of one picture are one picture
         refuse_copies(farthest_apart(views.patch_features), scale)
-    if len(photos) >= MIN_LEAVE_ONE_OUT:
-        own = np.arange(len(photos))[:, None] == bank.owners[None, :]  # N x M: a photo's own rows
+    if count >= MIN_LEAVE_ONE_OUT:
+        own = np.arange(count)[:, None] == bank.owners[None, :]  # N x M: a photo's own rows
         similarity = views.embeddings @ views.embeddings.T
         np.fill_diagonal(similarity, -np.inf)
         raw = nearest_distances(views.patch_features, bank.rows, excluded=own)
-        thresholds = fit_thresholds(similarity.max(axis=1), raw.reshape(len(raw), -1).max(axis=1),
+        thresholds = fit_thresholds(similarity.max(axis=1), raw.reshape(count, -1).max(axis=1),
                                     scale, target)
     else:
-        extra = model_views(engine, mirrored(photos))
+        extra = mirrored_views()
         similarity = extra.embeddings @ views.embeddings.T
         raw = nearest_distances(extra.patch_features, bank.rows)
         thresholds = fit_thresholds(similarity.max(axis=1), raw.reshape(len(raw), -1).max(axis=1),
                                     scale, target, method="mirrored views")
-    return SkuReference(engine.card.model_id, views.embeddings, bank.rows, thresholds)
+    return SkuReference(model_id, views.embeddings, bank.rows, thresholds)
 
 
 @dataclass(frozen=True)

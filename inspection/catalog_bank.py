@@ -46,13 +46,18 @@ def greedy_coreset(points: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     if points.shape[1] > PROJECTION_DIM:
         reduced = points @ (rng.standard_normal((points.shape[1], PROJECTION_DIM), dtype=np.float32)
                             / np.float32(np.sqrt(PROJECTION_DIM)))
+    halved = np.ascontiguousarray(reduced * np.float32(-2.0))
     norms = np.einsum("ij,ij->i", reduced, reduced)
     chosen = [int(rng.integers(total))]
-    nearest = norms - 2 * reduced @ reduced[chosen[0]] + norms[chosen[0]]
+    nearest = norms + halved @ reduced[chosen[0]] + norms[chosen[0]]
+    distance = np.empty_like(nearest)  # reused: one mat-vec and two in-place adds per step
     for _ in range(count - 1):
         farthest = int(np.argmax(nearest))
         chosen.append(farthest)
-        np.minimum(nearest, norms - 2 * reduced @ reduced[farthest] + norms[farthest], out=nearest)
+        np.dot(halved, reduced[farthest], out=distance)
+        distance += norms
+        distance += norms[farthest]
+        np.minimum(nearest, distance, out=nearest)
     return np.asarray(chosen, dtype=np.int64)
 
 
