@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -165,6 +167,13 @@ def _mean(values: list[Any]) -> float | None:
     return round(float(np.mean(kept)), 3) if kept else None
 
 
+def machine() -> str:
+    """Build times depend on it: cores, and the load the other jobs put on them meanwhile."""
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"load average {load}; Python {platform.python_version()}")
+
+
 def main(args: argparse.Namespace) -> int:
     skus: list[SkuSet] = []
     pool = max(args.sizes)
@@ -179,8 +188,9 @@ def main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     result = run(model, skus, args.sizes)
     result["seconds"] = round(time.perf_counter() - started, 1)
+    result["machine"] = machine()
     print(f"{len(skus)} SKUs, model {model.card.name} {model.card.version}, "
-          f"{result['seconds']:.0f} s")
+          f"{result['seconds']:.0f} s on {result['machine']}")
     print(f"{'group':<12}{'N':>9}{'SKUs':>6}{'AUROC':>8}{'recall':>8}{'genuine':>9}"
           f"{'swap mm':>9}{'swap any':>9}{'build ms':>10}")
     for row in result["summary"]:
