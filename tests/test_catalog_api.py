@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import test_service_db
 from bundle_factory import CLEAN_ITEM, build_bundle
 from catalog_photos import damaged_photo, other_product, product_photos
 from conftest import encode, error_of, headers, textured_photo
@@ -16,6 +17,10 @@ from conftest import encode, error_of, headers, textured_photo
 def plain_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model that grades everything A with the full kit: only the catalog can flag."""
     return build_bundle(tmp_path_factory.mktemp("plain"), biases=CLEAN_ITEM, version="3.0.0")
+
+
+POSTGRES_URL = test_service_db.POSTGRES_URL
+postgres_engine = test_service_db.postgres_engine  # the throw-away server's fixture
 
 
 def put_sku(client: Any, sku: str, photos: list[bytes], role: str = "admin", **form: str) -> Any:
@@ -183,3 +188,25 @@ def test_a_sku_still_building_falls_back_and_says_why(make_app: Any, plain_bundl
     assert answer["comparison"]["basis"] == "none"
     assert "still being built" in answer["comparison"]["note"]
     assert "catalog" in {check["kind"] for check in answer["skipped_checks"]}
+
+
+def test_catalog_on_postgresql(postgres_engine: Any, make_app: Any, plain_bundle: Path) -> None:
+    """The catalog tables on a real server: a bank stored as a blob, replaced in one
+    transaction, and (sku, model_id) unique in the database itself."""
+    from sqlalchemy.exc import IntegrityError
+
+    from inspection.service.db import make_session_factory, upgrade_to_head
+    from inspection.service.models import CatalogReference
+
+    upgrade_to_head(postgres_engine)
+    client = make_app(plain_bundle, database_url=POSTGRES_URL)
+    assert put_sku(client, "PHONE-X", product_photos(5), category="phone").status_code == 200
+    assert put_sku(client, "PHONE-X", product_photos(7)).json()["revision"] == 2
+    assert inspect(client, damaged_photo(), sku="PHONE-X")["comparison"]["basis"] == "sku"
+    sessions = make_session_factory(postgres_engine)
+    with sessions() as session:
+        stored = session.query(CatalogReference).one()
+        session.add(CatalogReference(sku="PHONE-X", model_id=stored.model_id, revision=2,
+                                     build_ms=1.0, thresholds={}, bank_size=0, data=b""))
+        with pytest.raises(IntegrityError):
+            session.commit()
