@@ -163,4 +163,5 @@ class SkuEntry:
     accessory_kit: tuple[str, ...] | None = None  # replaces the category's kit when set
     reference: SkuReference | None = None  # None: not in the catalog, or not built for this model
     registered: bool = False  # in the catalog (its reference may still be building)
+    photo_sha256: tuple[str, ...] = ()  # the reference photos, in the reference's order
     note: str = ""  # why there is no reference to compare with

@@ -156,8 +156,11 @@ def _comparison_dict(sku: SkuEntry | None, catalog: SkuComparison | None,
                               "anomaly_threshold": likeness.anomaly_threshold if likeness else None}
     if catalog is not None:
         photo = int(np.argmin(catalog.similarities))
-        answer["closest_reference"] = {"photo": photo, "reference": catalog.closest[photo],
-                                       "similarity": catalog.similarities[photo]}
+        reference = catalog.closest[photo]
+        shas = sku.photo_sha256 if sku else ()
+        answer["closest_reference"] = {"photo": photo, "reference": reference,
+                                       "similarity": catalog.similarities[photo],
+                                       "sha256": shas[reference] if reference < len(shas) else None}
     return answer
 
 

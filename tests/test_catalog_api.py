@@ -57,6 +57,7 @@ def test_register_then_inspect_genuine_damaged_and_swapped(make_app: Any, plain_
     assert not kinds(genuine) & {"item_mismatch", "anomaly"}
     closest = genuine["comparison"]["closest_reference"]
     assert 0 <= closest["reference"] < 10 and closest["similarity"] > 0.9
+    assert closest["sha256"] == body["photos"][closest["reference"]]["sha256"]
     assert genuine["photos"][0]["closest_reference"] == closest["reference"]
 
     damaged = inspect(client, damaged_photo(), sku="PHONE-X")

@@ -199,7 +199,8 @@ def entry_for(session: Session, sku: str, model: LoadedModel, cache: ReferenceCa
         note = (f"SKU {sku!r}'s reference for model {model.card.model_id} is still being built; "
                 "compared with the category")
         return SkuEntry(sku, row.category, kit, None, registered=True, note=note)
-    return SkuEntry(sku, row.category, kit, cache.get(found), registered=True)
+    return SkuEntry(sku, row.category, kit, cache.get(found), registered=True,
+                    photo_sha256=tuple(photo.sha256 for photo in row.photos))
 
 
 def sku_public(row: CatalogSku, model_id: str | None, photo_url: str) -> dict[str, Any]:

@@ -62,7 +62,9 @@ class ItemPublic(BaseModel):
 
 class FlagPublic(BaseModel):
     kind: str = Field(description="damage_found | accessory_missing | low_confidence | "
-                                  "photo_unusable | item_mismatch | anomaly")
+                                  "photo_unusable | item_mismatch | anomaly (item_mismatch and "
+                                  "anomaly found against a SKU's catalog photos carry the SKU "
+                                  "as `label`)")
     reason: str
     score: float = Field(description="the score that raised it")
     threshold: float
@@ -100,6 +102,8 @@ class ClosestReferencePublic(BaseModel):
     reference: int = Field(description="index of its closest reference photo "
                                        "(GET /v1/catalog/{sku}/photos/{reference})")
     similarity: float
+    sha256: str | None = Field(None, description="of that reference photo, as evidence: the SKU's "
+                                                 "photos may be replaced later")
 
 
 class ComparisonPublic(BaseModel):
