@@ -87,6 +87,7 @@ def add(args: argparse.Namespace, settings: Settings) -> int:
     with opened(settings) as (session, store):
         row, left_out = catalog_store.register(session, store, model, load_policy(settings.policy_file),
                                                details, uploads, settings.max_pixels)
+        catalog_store.commit(session, row.sku)
         reference = catalog_store.current_reference(row, model.card.model_id)
         assert reference is not None  # register() always builds one
         limits = reference.thresholds

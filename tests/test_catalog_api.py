@@ -211,3 +211,15 @@ def test_catalog_on_postgresql(postgres_engine: Any, make_app: Any, plain_bundle
                                      build_ms=1.0, thresholds={}, bank_size=0, data=b""))
         with pytest.raises(IntegrityError):
             session.commit()
+
+
+def test_a_sku_registered_again_after_delete_is_compared_with_its_new_photos(
+        make_app: Any, plain_bundle: Path) -> None:
+    """SQLite may reuse a deleted reference's row id: the cache must not serve the old bank."""
+    client = make_app(plain_bundle)
+    assert put_sku(client, "A", product_photos(5)).status_code == 200
+    assert "item_mismatch" in kinds(inspect(client, other_product(), sku="A"))
+    assert client.delete("/v1/catalog/A", headers=headers("admin")).status_code == 204
+    bands = [other_product((320 + 16 * i, 240 + 8 * i)) for i in range(5)]
+    assert put_sku(client, "A", bands).status_code == 200
+    assert "item_mismatch" not in kinds(inspect(client, other_product((352, 256)), sku="A"))

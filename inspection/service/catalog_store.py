@@ -18,6 +18,7 @@ from threading import Lock
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from inspection.catalog import (
@@ -34,7 +35,7 @@ from inspection.loaded_model import LoadedModel
 from inspection.pipeline import Upload, decode_uploads, photo_where
 from inspection.quality import assess_quality
 from inspection.service.crud import as_utc
-from inspection.service.errors import NotFound, Unprocessable
+from inspection.service.errors import Conflict, NotFound, Unprocessable
 from inspection.service.models import CatalogPhoto, CatalogReference, CatalogSku, utcnow
 from inspection.service.storage import PhotoStore
 
@@ -137,6 +138,16 @@ def register(session: Session, store: PhotoStore, model: LoadedModel, policy: Po
     return row, refused
 
 
+def commit(session: Session, sku: str) -> None:
+    """Commit a registration; two first registrations of one SKU at once: the second is a 409."""
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict(f"SKU {sku!r} was registered by another request at the same moment; "
+                       "send it again to replace that set", "sku") from None
+
+
 def get_sku(session: Session, sku: str) -> CatalogSku:
     row = session.get(CatalogSku, sku, options=[selectinload(CatalogSku.photos),
                                                 selectinload(CatalogSku.references)])
@@ -164,22 +175,24 @@ def current_reference(row: CatalogSku, model_id: str) -> CatalogReference | None
 
 
 class ReferenceCache:
-    """Parsed references by row id (a row never changes: a new set is a new row), so an
-    inspection does not unpack a bank from the database each time."""
+    """Parsed references, so an inspection does not unpack a bank from the database each time.
+    A row never changes (a new set is a new row); the key adds the SKU and build time to the id
+    because SQLite may hand a deleted row's id to the next row."""
 
     def __init__(self, size: int = 256):
         self._size = size
-        self._items: OrderedDict[int, SkuReference] = OrderedDict()
+        self._items: OrderedDict[tuple[int, str, str], SkuReference] = OrderedDict()
         self._lock = Lock()
 
     def get(self, row: CatalogReference) -> SkuReference:
+        key = (row.id, row.sku, as_utc(row.built_at).isoformat())
         with self._lock:
-            if row.id in self._items:
-                self._items.move_to_end(row.id)
-                return self._items[row.id]
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
         reference = SkuReference.from_bytes(row.data)
         with self._lock:
-            self._items[row.id] = reference
+            self._items[key] = reference
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
         return reference

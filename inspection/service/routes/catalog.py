@@ -38,7 +38,8 @@ def parse_kit(text: str | None) -> tuple[str, ...] | None:
 
 @router.put("/{sku}", response_model=CatalogRegistered, summary="Register or replace a SKU's "
             "reference photos", responses={422: {"description": "no usable photo, not an image, "
-                                                 "too many, unknown category, too uniform"}})
+                                                 "too many, unknown category, too uniform"},
+                                           409: {"description": "registered concurrently"}})
 def put_sku(
     sku: str, caller: AdminDep, model: EngineDep, session: SessionDep, settings: SettingsDep,
     policy: PolicyDep, store: StoreDep,
@@ -56,7 +57,7 @@ def put_sku(
                             settings.max_pixels)
     row, left_out = catalog_store.register(session, store, model, policy, details, uploads,
                                            settings.max_pixels)
-    session.commit()
+    catalog_store.commit(session, sku)
     return {**catalog_store.sku_public(row, model.card.model_id, PHOTO_URL), "left_out": left_out}
 
 
