@@ -98,3 +98,26 @@ def test_evaluate_on_real_bottle_and_tile(tmp_path: Path) -> None:
     rows = {row["sku"]: row for row in json.loads(out.read_text())["rows"]}
     assert rows["mvtec-bottle"]["defect_auroc"] >= 0.95
     assert rows["mvtec-bottle"]["swap_mismatch"] == 1.0 and rows["magnetic-tile"]["swap_mismatch"] == 1.0
+
+
+def test_score_compares_manifest_items_with_their_sku(tmp_path: Path, bundle: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    """The offline scorer reads the same catalog as the service: same comparison, same flags."""
+    data = tmp_path / "data"
+    assert cli_main(["catalog", "add", "--data-dir", str(data), "--bundle", str(bundle),
+                     "--sku", "PHONE-X", str(write(tmp_path / "refs", product_photos(6)))]) == 0
+    photos = write(tmp_path / "returns", [damaged_photo(), other_product()], stem="ret")
+    manifest = tmp_path / "returns.csv"
+    manifest.write_text("image,item_id,category,sku,split\n"
+                        f"{photos / 'ret00.jpg'},a,phone,PHONE-X,test\n"
+                        f"{photos / 'ret01.jpg'},b,phone,NOT-LISTED,test\n")
+    out = tmp_path / "scores.jsonl"
+    assert cli_main(["score", str(manifest), "--bundle", str(bundle), "--catalog", str(data),
+                     "--out", str(out)]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines[0]["comparison"]["basis"] == "sku"
+    assert "anomaly" in {flag["kind"] for flag in lines[0]["flags"]}
+    assert "not in the catalog" in lines[1]["comparison"]["note"]
+    assert cli_main(["score", str(manifest), "--bundle", str(bundle), "--catalog",
+                     str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    assert "inspection.db" in capsys.readouterr().err
