@@ -157,4 +157,4 @@ class CatalogReference(Base):
     build_ms: Mapped[float] = mapped_column(Float)
     thresholds: Mapped[dict[str, Any]] = mapped_column(JSON)
     bank_size: Mapped[int] = mapped_column(Integer)
-    data: Mapped[bytes] = mapped_column(LargeBinary)
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)  # read only to build the cache
