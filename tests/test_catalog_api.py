@@ -223,3 +223,24 @@ def test_a_sku_registered_again_after_delete_is_compared_with_its_new_photos(
     bands = [other_product((320 + 16 * i, 240 + 8 * i)) for i in range(5)]
     assert put_sku(client, "A", bands).status_code == 200
     assert "item_mismatch" not in kinds(inspect(client, other_product((352, 256)), sku="A"))
+
+
+def test_references_survive_a_restart_and_a_new_bundle_rebuilds_them_at_start(
+        make_app: Any, plain_bundle: Path, clean_bundle: Path) -> None:
+    first = make_app(plain_bundle)
+    assert put_sku(first, "PHONE-X", product_photos(5), category="phone").status_code == 200
+    first.__exit__(None, None, None)
+
+    same_model = make_app(plain_bundle)  # same data folder: the stored bank serves at once
+    same_model.app.state.service.catalog_rebuild.wait(60)
+    assert same_model.app.state.service.catalog_rebuild.last.todo == 0  # nothing to rebuild
+    assert inspect(same_model, damaged_photo(), sku="PHONE-X")["comparison"]["basis"] == "sku"
+    same_model.__exit__(None, None, None)
+
+    new_model = make_app(clean_bundle)
+    state = new_model.app.state.service
+    state.catalog_rebuild.wait(60)
+    assert state.catalog_rebuild.last.built == 1 and not state.catalog_rebuild.last.failed
+    body = new_model.get("/v1/catalog/PHONE-X", headers=headers("admin")).json()
+    assert body["status"] == "ready" and len(body["references"]) == 2
+    assert inspect(new_model, damaged_photo(), sku="PHONE-X")["comparison"]["basis"] == "sku"
