@@ -92,7 +92,7 @@ def inspect_item(model: LoadedModel, policy: Policy, uploads: Sequence[Upload],
     photos = [_photo_result(i, uploads[i], decoded[i], qualities[i], predictions[i],
                             similarities[i] if similarities else None,
                             scores[i] if scores else None,
-                            catalog.closest[i] if catalog else None)
+                            catalog.closest[i] if catalog else None, sku)
               for i in range(len(decoded))]
     result = {
         "category": category,
@@ -156,11 +156,9 @@ def _comparison_dict(sku: SkuEntry | None, catalog: SkuComparison | None,
                               "anomaly_threshold": likeness.anomaly_threshold if likeness else None}
     if catalog is not None:
         photo = int(np.argmin(catalog.similarities))
-        reference = catalog.closest[photo]
-        shas = sku.photo_sha256 if sku else ()
-        answer["closest_reference"] = {"photo": photo, "reference": reference,
+        answer["closest_reference"] = {"photo": photo, "reference": catalog.closest[photo],
                                        "similarity": catalog.similarities[photo],
-                                       "sha256": shas[reference] if reference < len(shas) else None}
+                                       "sha256": _reference_sha(sku, catalog.closest[photo])}
     return answer
 
 
@@ -207,7 +205,8 @@ def _ms(start: float, end: float) -> float:
 
 def _photo_result(index: int, upload: Upload, photo: DecodedPhoto, quality: PhotoQuality,
                   prediction: PhotoPrediction, similarity: float | None,
-                  anomaly_score: float | None, closest: int | None) -> dict[str, Any]:
+                  anomaly_score: float | None, closest: int | None,
+                  sku: SkuEntry | None) -> dict[str, Any]:
     probabilities = prediction.probabilities
     condition = None
     if "condition" in probabilities:
@@ -223,7 +222,15 @@ def _photo_result(index: int, upload: Upload, photo: DecodedPhoto, quality: Phot
         "probabilities": probabilities,
         "item_similarity": similarity, "anomaly_score": anomaly_score,
         "closest_reference": closest,
+        "closest_reference_sha256": _reference_sha(sku, closest),
     }
+
+
+def _reference_sha(sku: SkuEntry | None, index: int | None) -> str | None:
+    """The reference photo's sha256: evidence that outlives a replaced set of photos."""
+    if sku is None or index is None or index >= len(sku.photo_sha256):
+        return None
+    return sku.photo_sha256[index]
 
 
 def _similarities(model: LoadedModel, category: str | None,

@@ -244,3 +244,23 @@ def test_references_survive_a_restart_and_a_new_bundle_rebuilds_them_at_start(
     body = new_model.get("/v1/catalog/PHONE-X", headers=headers("admin")).json()
     assert body["status"] == "ready" and len(body["references"]) == 2
     assert inspect(new_model, damaged_photo(), sku="PHONE-X")["comparison"]["basis"] == "sku"
+
+
+def test_the_operator_page_shows_the_very_reference_photo_compared(make_app: Any,
+                                                                   plain_bundle: Path) -> None:
+    """By content: after the SKU's photos are replaced, an older inspection's reference is
+    refused (404) rather than shown as a different photo."""
+    from inspection.service import ui
+
+    client = make_app(plain_bundle)
+    assert put_sku(client, "PHONE-X", product_photos(5), category="phone").status_code == 200
+    answer = inspect(client, damaged_photo(), sku="PHONE-X")
+    sha = answer["photos"][0]["closest_reference_sha256"]
+    assert sha == answer["comparison"]["closest_reference"]["sha256"]
+    client.cookies.set(ui.COOKIE, "operator-key-1", domain="testserver.local", path="/ui")
+    page = client.get(f"/ui/items/{answer['id']}")
+    assert page.status_code == 200 and f"/ui/catalog-photos/{sha}" in page.text
+    assert "Closest catalog photo" in page.text
+    assert client.get(f"/ui/catalog-photos/{sha}").headers["content-type"] == "image/jpeg"
+    assert put_sku(client, "PHONE-X", product_photos(9)[5:]).status_code == 200  # all new photos
+    assert client.get(f"/ui/catalog-photos/{sha}").status_code == 404

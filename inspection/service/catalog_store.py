@@ -216,6 +216,11 @@ def entry_for(session: Session, sku: str, model: LoadedModel, cache: ReferenceCa
                     photo_sha256=tuple(photo.sha256 for photo in row.photos))
 
 
+def photo_path_by_sha(session: Session, sha256: str) -> str | None:
+    """Where a reference photo with this content is stored, if any SKU still lists it."""
+    return session.scalars(select(CatalogPhoto.path).where(CatalogPhoto.sha256 == sha256)).first()
+
+
 def sku_public(row: CatalogSku, model_id: str | None, photo_url: str) -> dict[str, Any]:
     """schemas.CatalogSkuPublic; `photo_url` is a format string taking sku and n."""
     current = current_reference(row, model_id) if model_id else None

@@ -43,6 +43,7 @@ class PhotoPublic(BaseModel):
     anomaly_score: float | None
     closest_reference: int | None = Field(
         None, description="index of the SKU's reference photo most like this one (catalog)")
+    closest_reference_sha256: str | None = Field(None, description="that photo's sha256")
 
 
 class DamagePublic(BaseModel):

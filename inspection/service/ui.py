@@ -165,7 +165,7 @@ def item_page(request: Request, state: ServiceState, session: Session, row: Insp
         "next_url": f"{root_url}/items/{following}{query}" if following else None,
         "overlays": overlays, "active_overlay": ui_views.first_overlay(overlays, result),
         "photos": ui_views.photo_views(result, f"{root_url}/items/{row.id}", overlays,
-                                       catalog_url=f"{root_url}/catalog"),
+                                       catalog_url=f"{root_url}/catalog-photos"),
         "heads": ui_views.head_choices(result, taxonomy_for(state), result["review"]),
         "dispositions": ui_views.dispositions(state.policy, row.disposition),
     }, status)
@@ -250,10 +250,11 @@ def heatmap(request: Request, inspection_id: str, n: int, label: str, state: Sta
     return inspections.read_heatmap(inspection_id, n, caller, session, state.store, label)
 
 
-@router.get("/catalog/{sku}/photos/{n}")
-def catalog_photo(request: Request, sku: str, n: int, state: StateDep, session: SessionDep) -> Response:
-    """A SKU's reference photo, shown beside the returned one it is closest to."""
+@router.get("/catalog-photos/{sha256}")
+def catalog_photo(request: Request, sha256: str, state: StateDep, session: SessionDep) -> Response:
+    """The catalog photo a returned one was compared with, by content: a SKU whose photos were
+    replaced since shows nothing rather than another photo."""
     caller = ui_caller(state, request)
     if isinstance(caller, Response):
         return Response(status_code=caller.status_code)
-    return catalog.read_reference_photo(sku, n, caller, session, state.store)
+    return catalog.reference_photo_by_sha(sha256, session, state.store)

@@ -101,10 +101,10 @@ class ReferenceView:
 def reference_view(result: Mapping[str, Any], photo: Mapping[str, Any],
                    catalog_url: str | None) -> ReferenceView | None:
     comparison = result.get("comparison") or {}
-    index = photo.get("closest_reference")
-    if catalog_url is None or comparison.get("basis") != "sku" or index is None:
+    index, sha256 = photo.get("closest_reference"), photo.get("closest_reference_sha256")
+    if catalog_url is None or comparison.get("basis") != "sku" or index is None or not sha256:
         return None
-    url = f"{catalog_url}/{quote(str(comparison['sku']), safe='')}/photos/{index}"
+    url = f"{catalog_url}/{quote(str(sha256), safe='')}"  # the very photo compared, by content
     return ReferenceView(url, index + 1, photo.get("item_similarity"),
                          comparison.get("similarity_threshold"))
 

@@ -89,3 +89,12 @@ def read_reference_photo(sku: str, n: int, caller: StaffDep, session: SessionDep
     if not path.is_file():
         raise NotFound(f"reference photo {n} of SKU {sku} is no longer stored", "n")
     return FileResponse(path, media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"))
+
+
+def reference_photo_by_sha(sha256: str, session: SessionDep, store: StoreDep) -> FileResponse:
+    """A reference photo by its content, while some SKU still lists it (for /ui)."""
+    relative = catalog_store.photo_path_by_sha(session, sha256)
+    path = store.path(relative) if relative else None
+    if path is None or not path.is_file():
+        raise NotFound("that catalog photo is no longer in the catalog", "sha256")
+    return FileResponse(path, media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"))
