@@ -14,7 +14,11 @@ HEAD_OF_FLAG = {"damage_found": "damage", "accessory_missing": "accessories"}
 
 
 def threshold_origin(kind: str, label: str | None, category: str | None, card: ModelCard,
-                     policy: Policy) -> str:
+                     policy: Policy, basis: str | None = None) -> str:
+    """`basis` is what the photos' likeness was measured against (`sku` for the SKU catalog)."""
+    if basis == "sku" and kind in ("item_mismatch", "anomaly"):
+        return (f"fitted on SKU {label}'s catalog photos when they were registered "
+                "(leave-one-out, for the catalog's false-flag target)")
     if kind in HEAD_OF_FLAG:
         return _head_origin(HEAD_OF_FLAG[kind], label, card)
     if kind == "low_confidence":

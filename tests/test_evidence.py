@@ -134,3 +134,24 @@ def test_a_purged_customer_inspection_leaves_its_photo_hash_in_the_dock_packet(a
     html = app.get(f"/v1/inspections/{station['id']}/evidence", headers=headers("operator")).text
     assert "This inspection is no longer stored (retention)" in html
     assert check["customer"]["sha256"] in html
+
+
+def test_the_catalog_reference_photo_is_embedded_with_its_hash(make_app: Callable[..., Any],
+                                                              tmp_path: Path) -> None:
+    from bundle_factory import CLEAN_ITEM
+    from catalog_photos import damaged_photo, product_photos
+    bundle = build_bundle(tmp_path / "plain", biases=CLEAN_ITEM, version="3.0.0")
+    app = make_app(bundle, api_keys=API_KEYS)
+    photos = [("photos", (f"ref{i}.jpg", data, "image/jpeg")) for i, data in enumerate(product_photos(10))]
+    registered = app.put("/v1/catalog/PHONE-X", headers=headers("admin"), files=photos,
+                         data={"category": "phone"})
+    assert registered.status_code == 200, registered.text
+    answer = app.post("/v1/inspections", headers=headers("station"),
+                      data={"return_id": "R-30", "sku": "PHONE-X"},
+                      files=[("photos", ("return.jpg", damaged_photo(), "image/jpeg"))]).json()
+    closest = answer["comparison"]["closest_reference"]
+    html = app.get(f"/v1/inspections/{answer['id']}/evidence", headers=headers("operator")).text
+    section = html[html.index("<h3>Catalog reference photos</h3>"):]
+    assert closest["sha256"] in section and "SKU PHONE-X" in section
+    assert section.index('alt="catalog reference"') < section.index("<h3>Operator review</h3>")
+    assert "fitted on SKU PHONE-X&#39;s catalog photos" in html  # the anomaly flag's threshold

@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.orm import Session
 
 from inspection.case import UNMATCHED_MAP, card_sha256
 from inspection.case_compare import CHANGED, NEW_DAMAGE
@@ -25,9 +26,9 @@ from inspection.decide import Policy
 from inspection.errors import InputError
 from inspection.images import decode_photo
 from inspection.loaded_model import LoadedModel
-from inspection.service import crud
+from inspection.service import catalog_store, crud
 from inspection.service.case_view import case_comparison, timeline
-from inspection.service.heatmap import normalise_map, overlay
+from inspection.service.heatmap import fit_display, normalise_map, overlay
 from inspection.service.models import Inspection, Photo
 from inspection.service.routes.inspections import heat_values
 from inspection.service.storage import PhotoStore
@@ -177,7 +178,7 @@ def pair_peaks(rows: list[Inspection], comparison: dict[str, Any] | None) -> dic
 
 def inspection_evidence(row: Inspection, store: PhotoStore, model: LoadedModel | None,
                         policy: Policy, comparison: dict[str, Any] | None,
-                        peaks: dict[str, float]) -> InspectionEvidence:
+                        peaks: dict[str, float], session: Session | None = None) -> InspectionEvidence:
     result = row.result
     recorded = (result.get("model") or {}).get("card_sha256")
     same_card = model is not None and recorded is not None and card_sha256(model.card) == recorded
@@ -189,28 +190,47 @@ def inspection_evidence(row: Inspection, store: PhotoStore, model: LoadedModel |
     flags = [FlagEvidence(flag["kind"], flag.get("label"), flag["reason"], flag["score"],
                           flag["threshold"], None if flag.get("photo") is None else flag["photo"] + 1,
                           threshold_origin(flag["kind"], flag.get("label"), row.category,
-                                           model.card, policy)
+                                           model.card, policy,
+                                           (result.get("comparison") or {}).get("basis"))
                           if same_card and model is not None else "see the card's calibration")
              for flag in result.get("flags", [])]
     return InspectionEvidence(
         row=row, result=result, flags=flags,
         photos=[photo_evidence(row, photo, store, comparison, peaks) for photo in row.photos],
         reviews=[crud.review_public(review) for review in row.reviews], provenance_note=note,
-        catalog=catalog_references(result))
+        catalog=catalog_references(result, session, store))
 
 
-def catalog_references(result: dict[str, Any]) -> list[dict[str, Any]]:
+def catalog_references(result: dict[str, Any], session: Session | None = None,
+                       store: PhotoStore | None = None) -> list[dict[str, Any]]:
     """The SKU catalog's reference photo the inspection was compared with, where one was
-    (issue 8 records it as `comparison.closest_reference` with its sha256). Hook: the photo is
-    listed by hash and similarity; embedding its pixels needs the catalog's photo store, which
-    lands with the catalog."""
+    (`comparison.closest_reference`, recorded with its sha256), embedded while some SKU still
+    lists that photo; a replaced one is listed by its hash alone."""
     comparison = result.get("comparison") or {}
     closest = comparison.get("closest_reference") if comparison.get("basis") == "sku" else None
     if not closest:
         return []
-    return [{"sku": comparison.get("sku"), "sha256": closest.get("sha256"),
+    sha256 = closest.get("sha256")
+    return [{"sku": comparison.get("sku"), "sha256": sha256,
              "similarity": closest.get("similarity"), "photo": closest.get("photo"),
-             "threshold": comparison.get("similarity_threshold"), "data_uri": None}]
+             "threshold": comparison.get("similarity_threshold"),
+             "data_uri": _catalog_photo(sha256, session, store) if sha256 else None}]
+
+
+def _catalog_photo(sha256: str, session: Session | None, store: PhotoStore | None) -> str | None:
+    relative = catalog_store.photo_path_by_sha(session, sha256) if session is not None else None
+    if relative is None or store is None:
+        return None
+    try:
+        data = store.read(relative)
+    except (OSError, ValueError):
+        return None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        return None  # never show a different photo under the recorded hash
+    try:
+        return jpeg_uri(fit_display(decode_photo(data, min_side=EMBED_SIDE).rgb, EMBED_SIDE))
+    except InputError:
+        return None
 
 
 def render_packet(title: str, return_id: str, inspections: list[InspectionEvidence],
@@ -225,7 +245,7 @@ def render_packet(title: str, return_id: str, inspections: list[InspectionEviden
 
 
 def inspection_packet(row: Inspection, case_rows: list[Inspection], store: PhotoStore,
-                      model: LoadedModel | None, policy: Policy) -> str:
+                      model: LoadedModel | None, policy: Policy, session: Session | None = None) -> str:
     """One inspection, with the comparison that involves it (made on its arrival or on the
     other side's) and the other side's inspections of that pair."""
     comparison = involving(row, case_rows)
@@ -233,7 +253,7 @@ def inspection_packet(row: Inspection, case_rows: list[Inspection], store: Photo
                   for side in ("station", "customer")} - {row.id}
     others = [other for other in case_rows if other.id in referenced]
     peaks = pair_peaks([row, *others], comparison)
-    evidence = [inspection_evidence(item, store, model, policy, comparison, peaks)
+    evidence = [inspection_evidence(item, store, model, policy, comparison, peaks, session)
                 for item in [row, *others]]
     return render_packet(f"Evidence: inspection {row.id}", row.return_id, evidence, comparison, [])
 
@@ -249,9 +269,10 @@ def involving(row: Inspection, case_rows: list[Inspection]) -> dict[str, Any] | 
 
 
 def return_packet(return_id: str, rows: list[Inspection], store: PhotoStore,
-                  model: LoadedModel | None, policy: Policy) -> str:
+                  model: LoadedModel | None, policy: Policy, session: Session | None = None) -> str:
     comparison = case_comparison(rows)
     peaks = pair_peaks(rows, comparison)
-    evidence = [inspection_evidence(row, store, model, policy, comparison, peaks) for row in rows]
+    evidence = [inspection_evidence(row, store, model, policy, comparison, peaks, session)
+                for row in rows]
     return render_packet(f"Evidence: return {return_id}", return_id, evidence, comparison,
                          timeline(rows))

@@ -100,7 +100,8 @@ def case_evidence(request: Request, return_id: str, state: StateDep, session: Se
         rows = visible_inspections(session, return_id, caller)
     except ApiError as exc:
         return error_page(request, caller, exc)
-    html = evidence.return_packet(return_id, rows, state.store, state.holder.current, state.policy)
+    html = evidence.return_packet(return_id, rows, state.store, state.holder.current, state.policy,
+                                  session)
     return HTMLResponse(html, headers=PACKET_HEADERS)
 
 
@@ -115,5 +116,5 @@ def item_evidence(request: Request, inspection_id: str, state: StateDep,
     except ApiError as exc:
         return error_page(request, caller, exc)
     html = evidence.inspection_packet(row, return_inspections(session, row.return_id), state.store,
-                                      state.holder.current, state.policy)
+                                      state.holder.current, state.policy, session)
     return HTMLResponse(html, headers=PACKET_HEADERS)

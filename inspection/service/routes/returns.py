@@ -37,7 +37,7 @@ def read_return(return_id: str, caller: PrincipalDep, session: SessionDep) -> di
 def return_evidence(return_id: str, caller: OperatorDep, session: SessionDep, state: StateDep,
                     policy: PolicyDep) -> HTMLResponse:
     rows = visible_inspections(session, return_id, caller)
-    html = evidence.return_packet(return_id, rows, state.store, state.holder.current, policy)
+    html = evidence.return_packet(return_id, rows, state.store, state.holder.current, policy, session)
     return HTMLResponse(html, headers=PACKET_HEADERS)
 
 
@@ -47,7 +47,7 @@ def inspection_evidence(inspection_id: str, caller: OperatorDep, session: Sessio
                         state: StateDep, policy: PolicyDep) -> HTMLResponse:
     row = crud.get_inspection_for(session, inspection_id, caller)
     html = evidence.inspection_packet(row, case_rows(session, row.return_id, caller), state.store,
-                                      state.holder.current, policy)
+                                      state.holder.current, policy, session)
     return HTMLResponse(html, headers=PACKET_HEADERS)
 
 
