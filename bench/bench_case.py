@@ -24,6 +24,7 @@ import platform
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -32,6 +33,7 @@ from sklearn.metrics import roc_auc_score
 from inspection.case import case_thresholds
 from inspection.case_compare import (
     CHANGED,
+    EMBEDDING_WEIGHT,
     NEW_DAMAGE,
     WEIGHT_KEY,
     CasePhoto,
@@ -117,7 +119,8 @@ def real_pairs(engine: Engine, root: Path, per_kind: int) -> dict[str, list[Pair
 
 
 def rates(pairs: list[Pair], thresholds: dict[str, float | None]) -> dict[str, float]:
-    weight = thresholds[WEIGHT_KEY]
+    fitted = thresholds[WEIGHT_KEY]
+    weight = fitted if fitted is not None else EMBEDDING_WEIGHT
     same = np.array([pair_similarity(station, customer, weight).score for customer, station in pairs])
     rise = np.array([check.score for customer, station in pairs
                      if (check := new_damage_check([station], [customer], None)) is not None])
@@ -135,14 +138,20 @@ def separations(pairs: dict[str, list[Pair]], same: str, others: Sequence[str],
                 damaged: str | None) -> dict[str, float]:
     """AUROC of 'another item' by 1 - same-item score, per embedding weight; of new damage by
     the damage rise."""
+    def unlike(weight: float) -> Callable[[Pair], float]:
+        return lambda pair: -pair_similarity(pair[1], pair[0], weight).score
+
+    def rise(pair: Pair) -> float:
+        check = new_damage_check([pair[1]], [pair[0]], None)
+        return check.score if check is not None else 0.0
+
     out = {}
     for other in others:
         for weight in WEIGHTS:
-            out[f"changed AUROC, {other}, weight {weight}"] = auroc(
-                pairs[same], pairs[other], lambda p, w=weight: -pair_similarity(p[1], p[0], w).score)
+            out[f"changed AUROC, {other}, weight {weight}"] = auroc(pairs[same], pairs[other],
+                                                                     unlike(weight))
     if damaged:
-        out[f"new damage AUROC, {damaged}"] = auroc(
-            pairs[same], pairs[damaged], lambda p: new_damage_check([p[1]], [p[0]], None).score)
+        out[f"new damage AUROC, {damaged}"] = auroc(pairs[same], pairs[damaged], rise)
     return out
 
 
@@ -215,7 +224,7 @@ def main() -> None:
     thresholds = case_thresholds(engine.card.thresholds, load_policy())
     print(f"machine: {platform.machine()} {platform.processor() or ''}; bundle {engine.card.name} "
           f"{engine.card.version}; thresholds {thresholds}")
-    report: dict[str, object] = {"thresholds": thresholds}
+    report: dict[str, Any] = {"thresholds": thresholds}
     synthetic = synthetic_pairs(engine, args.photos)
     report["synthetic"] = {name: rates(pairs, thresholds) for name, pairs in synthetic.items()}
     report["synthetic_auroc"] = separations(
@@ -229,13 +238,13 @@ def main() -> None:
                           "bottle: good vs defective"),
             **separations(real, "magnetic tile: good vs good", [], "magnetic tile: good vs defective")}
     for section in ("synthetic", "real"):
-        for name, figures in report.get(section, {}).items():  # type: ignore[union-attr]
+        for name, figures in report.get(section, {}).items():
             print(f"{section:9} {name:36} n={figures['pairs']:4}  changed raised "
                   f"{figures['changed_raised']:6.1%}  new damage raised {figures['new_damage_raised']:6.1%}  "
                   f"(median same-item {figures['same_item_score_median']:.3f}, "
                   f"damage rise {figures['damage_rise_median']:+.3f})")
     for section in ("synthetic_auroc", "real_auroc"):
-        for name, value in report.get(section, {}).items():  # type: ignore[union-attr]
+        for name, value in report.get(section, {}).items():
             print(f"{section:15} {name:70} {value:.3f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
@@ -42,7 +43,9 @@ def counterpart(session: Session, store: PhotoStore, model: LoadedModel, return_
                 source: str) -> Counterpart:
     other = OTHER_SIDE[source]
     rows = [row for row in return_inspections(session, return_id) if row.source == other]
-    rgbs, places, missing = [], [], []
+    rgbs: list[np.ndarray] = []
+    places: list[tuple[str, int, str]] = []  # (inspection id, photo index, sha256)
+    missing: list[str] = []
     for row in reversed(rows):  # newest first: the latest visit wins when the cap is reached
         for photo in row.photos:
             if len(rgbs) >= MAX_COUNTERPART_PHOTOS:
