@@ -124,3 +124,8 @@ def test_purged_customer_photos_leave_the_comparison_undone_and_said(app: Any, t
     assert body["case_comparison"]["status"] == "not_compared"
     assert "no longer stored" in body["case_comparison"]["reason"]
     assert len(body["case_comparison"]["missing_photos"]) == 1
+
+
+def test_a_return_id_longer_than_any_accepted_is_refused(app: Any) -> None:
+    answer = app.get("/v1/returns/" + "x" * 201, headers=headers("operator"))
+    assert answer.status_code == 422 and "return_id" in str(error_of(answer)["field"])

@@ -4,7 +4,9 @@ inspection and one per return (self-contained HTML)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
@@ -17,6 +19,7 @@ from inspection.service.models import Inspection
 from inspection.service.settings import Principal
 
 router = APIRouter(tags=["returns"])
+ReturnId = Annotated[str, Path(min_length=1, max_length=200, description="as sent with the photos")]
 PACKET_HEADERS = {
     # The packet is a document to keep and forward: no script may run in it, nothing is fetched.
     "Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'",
@@ -28,13 +31,13 @@ PACKET_HEADERS = {
 @router.get("/v1/returns/{return_id}", response_model=ReturnCasePublic,
             summary="A return as one case: its inspections, comparison and timeline",
             responses={404: {"description": "no such return, or none of its inspections is yours"}})
-def read_return(return_id: str, caller: PrincipalDep, session: SessionDep) -> dict[str, object]:
+def read_return(return_id: ReturnId, caller: PrincipalDep, session: SessionDep) -> dict[str, object]:
     return return_case(return_id, visible_inspections(session, return_id, caller))
 
 
 @router.get("/v1/returns/{return_id}/evidence", response_class=HTMLResponse,
             summary="Evidence packet of a whole return (self-contained HTML)")
-def return_evidence(return_id: str, caller: OperatorDep, session: SessionDep, state: StateDep,
+def return_evidence(return_id: ReturnId, caller: OperatorDep, session: SessionDep, state: StateDep,
                     policy: PolicyDep) -> HTMLResponse:
     rows = visible_inspections(session, return_id, caller)
     html = evidence.return_packet(return_id, rows, state.store, state.holder.current, policy, session)
