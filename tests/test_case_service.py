@@ -129,3 +129,12 @@ def test_purged_customer_photos_leave_the_comparison_undone_and_said(app: Any, t
 def test_a_return_id_longer_than_any_accepted_is_refused(app: Any) -> None:
     answer = app.get("/v1/returns/" + "x" * 201, headers=headers("operator"))
     assert answer.status_code == 422 and "return_id" in str(error_of(answer)["field"])
+
+
+def test_a_return_id_with_a_slash_is_one_case(app: Any) -> None:
+    submit(app, [photo(1)], role="customer", return_id="RMA/2026/7", source="customer")
+    submit(app, [photo(5)], return_id="RMA/2026/7")
+    case = app.get("/v1/returns/RMA/2026/7", headers=headers("operator")).json()
+    assert case["return_id"] == "RMA/2026/7" and case["sources"] == {"customer": 1, "station": 1}
+    packet = app.get("/v1/returns/RMA%2F2026%2F7/evidence", headers=headers("operator"))
+    assert packet.status_code == 200 and "Evidence: return RMA/2026/7" in packet.text

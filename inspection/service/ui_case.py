@@ -73,7 +73,21 @@ def pair_views(comparison: Mapping[str, Any], root_url: str,
     return views
 
 
-@router.get("/returns/{return_id}")
+@router.get("/returns/{return_id:path}/evidence")
+def case_evidence(request: Request, return_id: str, state: StateDep, session: SessionDep) -> Response:
+    caller = ui_caller(state, request)
+    if isinstance(caller, Response):
+        return caller
+    try:
+        rows = visible_inspections(session, return_id, caller)
+    except ApiError as exc:
+        return error_page(request, caller, exc)
+    html = evidence.return_packet(return_id, rows, state.store, state.holder.current, state.policy,
+                                  session)
+    return HTMLResponse(html, headers=PACKET_HEADERS)
+
+
+@router.get("/returns/{return_id:path}")
 def case_page(request: Request, return_id: str, state: StateDep, session: SessionDep) -> Response:
     caller = ui_caller(state, request)
     if isinstance(caller, Response):
@@ -89,20 +103,6 @@ def case_page(request: Request, return_id: str, state: StateDep, session: Sessio
         "principal": caller, "case": case, "pairs": pair_views(case["comparison"], root_url, peaks),
         "evidence_url": f"{root_url}/returns/{quote(return_id, safe='')}/evidence",
     })
-
-
-@router.get("/returns/{return_id}/evidence")
-def case_evidence(request: Request, return_id: str, state: StateDep, session: SessionDep) -> Response:
-    caller = ui_caller(state, request)
-    if isinstance(caller, Response):
-        return caller
-    try:
-        rows = visible_inspections(session, return_id, caller)
-    except ApiError as exc:
-        return error_page(request, caller, exc)
-    html = evidence.return_packet(return_id, rows, state.store, state.holder.current, state.policy,
-                                  session)
-    return HTMLResponse(html, headers=PACKET_HEADERS)
 
 
 @router.get("/items/{inspection_id}/evidence")

@@ -28,20 +28,20 @@ PACKET_HEADERS = {
 }
 
 
-@router.get("/v1/returns/{return_id}", response_model=ReturnCasePublic,
-            summary="A return as one case: its inspections, comparison and timeline",
-            responses={404: {"description": "no such return, or none of its inspections is yours"}})
-def read_return(return_id: ReturnId, caller: PrincipalDep, session: SessionDep) -> dict[str, object]:
-    return return_case(return_id, visible_inspections(session, return_id, caller))
-
-
-@router.get("/v1/returns/{return_id}/evidence", response_class=HTMLResponse,
+@router.get("/v1/returns/{return_id:path}/evidence", response_class=HTMLResponse,
             summary="Evidence packet of a whole return (self-contained HTML)")
 def return_evidence(return_id: ReturnId, caller: OperatorDep, session: SessionDep, state: StateDep,
                     policy: PolicyDep) -> HTMLResponse:
     rows = visible_inspections(session, return_id, caller)
     html = evidence.return_packet(return_id, rows, state.store, state.holder.current, policy, session)
     return HTMLResponse(html, headers=PACKET_HEADERS)
+
+
+@router.get("/v1/returns/{return_id:path}", response_model=ReturnCasePublic,
+            summary="A return as one case: its inspections, comparison and timeline",
+            responses={404: {"description": "no such return, or none of its inspections is yours"}})
+def read_return(return_id: ReturnId, caller: PrincipalDep, session: SessionDep) -> dict[str, object]:
+    return return_case(return_id, visible_inspections(session, return_id, caller))
 
 
 @router.get("/v1/inspections/{inspection_id}/evidence", response_class=HTMLResponse,
