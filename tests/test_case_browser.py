@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import API_KEYS, KEYS
-from test_ui_browser import CHROMIUM, CHROMIUM_ARGS, STARTUP_SECONDS, free_port
+from live_server import CHROMIUM, CHROMIUM_ARGS, serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "datasets" / "examples"
@@ -30,25 +28,13 @@ pytestmark = [
 
 @pytest.fixture
 def default_server(tmp_path: Path) -> Iterator[str]:
-    import uvicorn
-
     from inspection.service.app import create_app
     from inspection.service.settings import Settings
 
     app = create_app(Settings(data_dir=tmp_path / "data", bundle_dir=ROOT / "models" / "default",
                               api_keys=API_KEYS))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app) as base:
+        yield base
 
 
 def post(base: str, role: str, return_id: str, names: list[str]) -> dict:
