@@ -79,7 +79,7 @@ def build_graph(taxonomy: Taxonomy, size: int, biases: Mapping[str, Mapping[str,
                                                          ["N", len(head.labels), "h", "w"]))
     nodes.append(helper.make_node("AveragePool", ["features"], ["patch_features"],
                                   kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1],
-                                  count_include_pad=1))
+                                  count_include_pad=0))
     outputs.append(helper.make_tensor_value_info("patch_features", TensorProto.FLOAT,
                                                  ["N", FEATURES, "h8", "w8"]))
     image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, size, size])
