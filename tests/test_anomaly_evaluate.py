@@ -115,3 +115,27 @@ def test_evaluate_with_random_placement_and_rotated_bank(tiny_mvtec: Path, tmp_p
 def test_evaluate_needs_a_root_or_a_manifest(capsys: pytest.CaptureFixture) -> None:
     assert cli_main(["anomaly", "evaluate", "--category", "x"]) == 2
     assert "--manifest" in capsys.readouterr().err
+
+
+def test_evaluate_a_manifest_category_reports_each_damage_type(tmp_path: Path) -> None:
+    """Train-split goods fit; the test split is scored; `crack;dent` counts for both."""
+    from inspection.manifest import Sample, write_manifest
+
+    rng = np.random.default_rng(2)
+    samples = []
+    for index in range(14):
+        split = "train" if index < 8 else "test"
+        damage = {11: ("crack",), 12: ("crack", "dent"), 13: ("dent",)}.get(index, ())
+        _write(tmp_path / f"p{index}", 1, bool(damage), rng)
+        samples.append(Sample(image=f"p{index}/000.png", item_id=f"i{index}", category="phone",
+                              split=split, labels={"condition": ("C" if damage else "A",),
+                                                   "damage": damage, "accessories": ()}))
+    manifest = write_manifest(tmp_path / "manifest.csv", samples,
+                              ["condition", "damage", "accessories"])
+    out = tmp_path / "phone.json"
+    assert cli_main(["anomaly", "evaluate", "--manifest", str(manifest), "--category", "phone",
+                     "--input-size", "64", "--coreset-ratio", "0.5", "--json", str(out),
+                     "--threads", "1"]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["tpr_at_fpr"]) == {"crack", "dent"} == set(result["detection_rate"])
+    assert result["config"]["test_photos"] == 6 and result["image_auroc"] >= 0.9
