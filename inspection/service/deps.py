@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from inspection.decide import Policy
 from inspection.loaded_model import LoadedModel
+from inspection.service.compute import ComputeSlots
 from inspection.service.errors import Forbidden, NotReady, Unauthorized
 from inspection.service.metrics import ServiceMetrics
 from inspection.service.runtime import ModelHolder
@@ -33,6 +34,7 @@ class ServiceState:
     metrics: ServiceMetrics
     holder: ModelHolder
     store: PhotoStore
+    compute: ComputeSlots
     db_engine: Engine | None = None
     sessions: sessionmaker[Session] | None = None
 
@@ -113,7 +115,12 @@ def get_metrics(state: StateDep) -> ServiceMetrics:
     return state.metrics
 
 
+def get_compute(state: StateDep) -> ComputeSlots:
+    return state.compute
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PolicyDep = Annotated[Policy, Depends(get_policy)]
 StoreDep = Annotated[PhotoStore, Depends(get_store)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+ComputeDep = Annotated[ComputeSlots, Depends(get_compute)]

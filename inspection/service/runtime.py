@@ -20,9 +20,11 @@ class ModelHolder:
     """One reference to the current LoadedModel; assignment is atomic under the GIL, the lock
     only keeps two reloads from interleaving."""
 
-    def __init__(self, model: LoadedModel | None = None, bundle_dir: Path | None = None):
+    def __init__(self, model: LoadedModel | None = None, bundle_dir: Path | None = None,
+                 threads: int | None = None):
         self._model = model
         self.bundle_dir = bundle_dir
+        self.threads = threads  # ONNX Runtime threads per call (compute.ort_threads_per_worker)
         self.error: str | None = None  # why the last load failed, for /readyz
         self._reload_lock = threading.Lock()
 
@@ -36,7 +38,7 @@ class ModelHolder:
         if target is None:
             raise BundleError("no bundle directory configured")
         with self._reload_lock:
-            model = LoadedModel.load(target)
+            model = LoadedModel.load(target, self.threads)
             self._model, self.bundle_dir, self.error = model, target, None
         log.info("serving model %s %s (%s) from %s", model.card.name, model.card.version,
                  model.card.model_id, target)
