@@ -33,7 +33,8 @@ def build_state(settings: Settings, model: LoadedModel | None = None) -> Service
     return ServiceState(
         settings=settings, policy=load_policy(settings.policy_file),
         principals=settings.principals(), metrics=ServiceMetrics(),
-        holder=ModelHolder(model, settings.bundle_dir, ort_threads_per_worker(compute.workers)),
+        holder=ModelHolder(model, settings.bundle_dir, ort_threads_per_worker(compute.workers),
+                           settings.precision),
         store=PhotoStore(settings.resolved_photo_dir), compute=compute,
     )
 
