@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.loadgen import UNIQUE_MARK, Request, RunResult, load_average, run_load  # noqa: E402
+from bench.loadgen import UNIQUE_MARK, Request, RunResult, load_average, merge, run_load  # noqa: E402
 from bench.machine import describe  # noqa: E402
 from bench.photos import photo_set  # noqa: E402
 from bench.server import ServerProcess  # noqa: E402
@@ -60,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="5 scenarios, ~2 s each (< 1 min)")
     parser.add_argument("--seconds", type=float, default=12.0, help="time limit per measurement")
     parser.add_argument("--requests", type=int, default=200, help="request limit per measurement")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds per scenario (onnx-only, in-process, service, "
+                             "baseline, again): a load burst from elsewhere hits all alike")
     parser.add_argument("--soak", action="store_true", help="one long run: errors, latency, RSS over time")
     parser.add_argument("--duration", type=float, default=300.0, help="soak length in seconds")
     parser.add_argument("--concurrency", type=int, default=16, help="soak concurrency")
@@ -183,7 +187,9 @@ def targets(rows: list[dict[str, Any]]) -> dict[str, float | None]:
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     scenarios = QUICK if args.quick else FULL
-    budget = Budget(40, 2.0) if args.quick else Budget(args.requests, args.seconds)
+    rounds = 1 if args.quick else max(1, args.rounds)
+    budget = (Budget(40, 2.0) if args.quick
+              else Budget(max(1, args.requests // rounds), args.seconds / rounds))
     model, policy = in_process(args.bundle)
     rows = []
     with contextlib.ExitStack() as stack:
@@ -193,11 +199,18 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         for scenario in scenarios:
             items = [photo_set(scenario.size, scenario.photos)]
             requests = [request_for(scenario.size, scenario.photos)]
-            onnx = run_onnx_only(model, items, scenario, budget)
-            pipeline = run_in_process(model, policy, items, scenario, budget)
-            service = run_service(server, requests, scenario, budget)
-            baseline = run_service(old, requests, scenario, budget) if old else None
-            rows.append(row(scenario, service, pipeline, onnx, baseline))
+            onnx, pipeline, service, baseline = [], [], [], []
+            for turn in range(rounds):
+                onnx.append(run_onnx_only(model, items, scenario, budget))
+                pipeline.append(run_in_process(model, policy, items, scenario, budget))
+                # with a baseline server, take turns going first: load from elsewhere drifts
+                if old and turn % 2:
+                    baseline.append(run_service(old, requests, scenario, budget))
+                service.append(run_service(server, requests, scenario, budget))
+                if old and not turn % 2:
+                    baseline.append(run_service(old, requests, scenario, budget))
+            rows.append(row(scenario, merge(service), statistics.median(pipeline),
+                            statistics.median(onnx), merge(baseline) if baseline else None))
             print_row(rows[-1])
         prometheus = [line for line in server.metrics_text().splitlines()
                       if line.startswith("returns_stage_seconds_sum")]

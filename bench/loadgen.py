@@ -113,6 +113,14 @@ class RunResult:
                 "peak": max(values)}
 
 
+def merge(results: Sequence[RunResult]) -> RunResult:
+    """Rounds of the same scenario as one result: all samples, summed wall time."""
+    first = results[0]
+    return RunResult(first.concurrency, first.photos_per_item, sum(r.wall_s for r in results),
+                     [s for r in results for s in r.samples], [m for r in results for m in r.rss_mib],
+                     [e for r in results for e in r.errors])
+
+
 def rss_mib(pid: int) -> float:
     """Resident set size of a process and its children threads (VmRSS), in MiB."""
     with open(f"/proc/{pid}/status", encoding="ascii") as handle:
