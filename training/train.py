@@ -5,7 +5,8 @@
 Phases: `freeze_epochs` with only the heads training (the backbone runs without autograd), then
 the last `unfreeze_blocks` backbone blocks train too, with their own warmup. AdamW, linear
 warmup + cosine per step, channels_last (CPU and CUDA), AMP on CUDA. Each epoch writes
-`last.pt`, a better val score also `best.pt`, and a line of `history.jsonl`; `--resume last.pt` continues exactly.
+`last.pt`, a better val score also `best.pt`, and a line of `history.jsonl`; `--resume last.pt`
+continues exactly.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from inspection.decide import load_policy
 from inspection.errors import InspectionError
 from inspection.loaded_model import LoadedModel
 from inspection.service import ui
-from inspection.service.compute import ComputeSlots, ort_threads_per_worker
+from inspection.service.compute import ComputeSlots
 from inspection.service.db import make_engine, make_session_factory, upgrade_to_head
 from inspection.service.deps import ServiceState
 from inspection.service.errors import install_error_handlers
@@ -33,8 +33,7 @@ def build_state(settings: Settings, model: LoadedModel | None = None) -> Service
     return ServiceState(
         settings=settings, policy=load_policy(settings.policy_file),
         principals=settings.principals(), metrics=ServiceMetrics(),
-        holder=ModelHolder(model, settings.bundle_dir, ort_threads_per_worker(compute.workers),
-                           settings.precision),
+        holder=ModelHolder(model, settings.bundle_dir, precision=settings.precision),
         store=PhotoStore(settings.resolved_photo_dir), compute=compute,
     )
 

@@ -25,7 +25,7 @@ class ModelHolder:
                  threads: int | None = None, precision: Precision = "fp32"):
         self._model = model
         self.bundle_dir = bundle_dir
-        self.threads = threads  # ONNX Runtime threads per call (compute.ort_threads_per_worker)
+        self.threads = threads  # ONNX Runtime threads per call (None: engine.default_threads)
         self.precision: Precision = precision  # inspection.precision: serve an INT8 sibling?
         self.precision_reason = ""
         self.error: str | None = None  # why the last load failed, for /readyz
