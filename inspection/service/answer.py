@@ -3,7 +3,7 @@
 By default each photo's answer carries its probabilities once: `condition.probabilities`,
 `damages` and `accessories`. The full per-head table (`probabilities`, the same numbers again,
 plus any head beyond those three) is kept with every photo row and comes back with
-`?detail=full`. The default answer of a 1-photo inspection is ~30% smaller.
+`?detail=full`. The default answer is 14% (1 photo) to 25% (4 photos) smaller (BENCHMARKS.md).
 """
 
 from __future__ import annotations
