@@ -20,7 +20,7 @@ from inspection.service.deps import ServiceState
 from inspection.service.errors import install_error_handlers
 from inspection.service.limits import BodySizeLimit
 from inspection.service.metrics import ServiceMetrics
-from inspection.service.routes import health, inspections, models, review
+from inspection.service.routes import catalog, health, inspections, models, review
 from inspection.service.runtime import ModelHolder
 from inspection.service.settings import Settings
 from inspection.service.storage import PhotoStore
@@ -53,7 +53,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             log.error("no model loaded: %s", exc)
     if model := state.holder.current:
         state.metrics.set_model(model.card.name, model.card.version, model.card.model_id)
+        state.catalog_rebuild.start(state.sessions, state.store, model)
     yield
+    state.catalog_rebuild.stop()
     state.db_engine.dispose()
 
 
@@ -67,6 +69,7 @@ def create_app(settings: Settings | None = None, model: LoadedModel | None = Non
     install_error_handlers(app)
     app.middleware("http")(app.state.service.metrics.middleware)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_total_bytes)
-    for router in (health.router, inspections.router, review.router, models.router, ui.router):
+    for router in (health.router, inspections.router, review.router, models.router,
+                   catalog.router, ui.router):
         app.include_router(router)
     return app

@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse
 
 from inspection.images import decode_photo
 from inspection.pipeline import Upload, inspect_item, photo_where
-from inspection.service import crud
+from inspection.service import catalog_store, crud
 from inspection.service.answer import DETAIL_QUERY, Detail, shape_answer
 from inspection.service.deps import (
     ComputeDep,
@@ -25,6 +25,7 @@ from inspection.service.deps import (
     PrincipalDep,
     SessionDep,
     SettingsDep,
+    StateDep,
     StoreDep,
     SubmitterDep,
 )
@@ -46,7 +47,7 @@ MEDIA_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
                         422: {"description": "a field or a photo is invalid; `field` names it"}})
 def create_inspection(
     caller: SubmitterDep, model: EngineDep, session: SessionDep, settings: SettingsDep,
-    policy: PolicyDep, store: StoreDep, metrics: MetricsDep, compute: ComputeDep,
+    policy: PolicyDep, store: StoreDep, metrics: MetricsDep, state: StateDep, compute: ComputeDep,
     photos: Annotated[list[UploadFile], File(description="1-8 photos of the item (JPEG, PNG, HEIC…)")],
     return_id: Annotated[str, Form(min_length=1, max_length=200)],
     sku: Annotated[str | None, Form(max_length=200)] = None,
@@ -59,10 +60,11 @@ def create_inspection(
     category = _known_category(category or None, model.engine.taxonomy.categories)
     uploads = _read_uploads(photos, settings.max_photos, settings.max_photo_bytes,
                             settings.max_pixels)
+    entry = catalog_store.entry_for(session, sku, model, state.catalog_cache) if sku else None
     writing = start_writing(store, uploads)  # the photos reach the disk while the model runs
     try:
         with compute.slot() as waited:
-            score = inspect_item(model, policy, uploads, category, settings.max_pixels)
+            score = inspect_item(model, policy, uploads, category, settings.max_pixels, sku=entry)
     except BaseException:
         discard(store, writing)
         raise
