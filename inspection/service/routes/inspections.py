@@ -13,10 +13,12 @@ import numpy as np
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 
+from inspection.case import UNMATCHED_MAP
 from inspection.images import decode_photo
 from inspection.pipeline import Upload, inspect_item, photo_where
 from inspection.service import catalog_store, crud
 from inspection.service.answer import DETAIL_QUERY, Detail, shape_answer
+from inspection.service.case_photos import case_check
 from inspection.service.deps import (
     ComputeDep,
     EngineDep,
@@ -61,10 +63,13 @@ def create_inspection(
     uploads = _read_uploads(photos, settings.max_photos, settings.max_photo_bytes,
                             settings.max_pixels)
     entry = catalog_store.entry_for(session, sku, model, state.catalog_cache) if sku else None
+    inspection_id = uuid.uuid4().hex
     writing = start_writing(store, uploads)  # the photos reach the disk while the model runs
     try:
-        with compute.slot() as waited:
-            score = inspect_item(model, policy, uploads, category, settings.max_pixels, sku=entry)
+        with compute.slot() as waited:  # the case check may score the other side's photos
+            case = case_check(session, store, model, policy, return_id, origin, inspection_id)
+            score = inspect_item(model, policy, uploads, category, settings.max_pixels, sku=entry,
+                                 case=case)
     except BaseException:
         discard(store, writing)
         raise
@@ -75,7 +80,7 @@ def create_inspection(
     saving = time.perf_counter()
     timings["storage_ms"] = round((saving - scored) * 1000.0, 2)  # what was left after scoring
     timings["total_ms"] = round((saving - started) * 1000.0, 2)
-    row = crud.save_inspection(session, inspection_id=uuid.uuid4().hex, return_id=return_id,
+    row = crud.save_inspection(session, inspection_id=inspection_id, return_id=return_id,
                                sku=sku or None, source=origin, owner=caller.name, score=score,
                                stored=stored, filenames=[u.filename for u in uploads])
     session.commit()
@@ -146,14 +151,22 @@ def read_photo(inspection_id: str, n: int, caller: PrincipalDep, session: Sessio
             summary="Where on the photo: a label's activation map over the photo (PNG)")
 def read_heatmap(inspection_id: str, n: int, caller: PrincipalDep, session: SessionDep,
                  store: StoreDep,
-                 label: Annotated[str, Query(description="e.g. crack, or `anomaly`")]) -> Response:
+                 label: Annotated[str, Query(description="e.g. crack, `anomaly`, or `unmatched`")],
+                 peak: Annotated[float | None, Query(
+                     allow_inf_nan=False, description="top of the colour scale at least this "
+                     "(puts a comparison pair on one scale)")] = None) -> Response:
     photo = crud.get_photo(crud.get_inspection_for(session, inspection_id, caller), n)
     values = heat_values(photo.predictions, label)
     rgb = decode_photo(store.read(photo.path), min_side=DISPLAY_SIDE, where=f"photo {n}").rgb
-    return Response(heatmap_png(rgb, values), media_type="image/png")
+    return Response(heatmap_png(rgb, values, peak), media_type="image/png")
 
 
 def heat_values(predictions: dict[str, Any], label: str) -> np.ndarray:
+    if label == "unmatched":  # patches the customer's closest photo never showed (case comparison)
+        unmatched = predictions.get(UNMATCHED_MAP)
+        if unmatched is None:
+            raise NotFound("this photo was not compared with the customer's photos", "label")
+        return unpack_map(unmatched)
     if label == "anomaly":
         anomaly_map = predictions.get("anomaly_map")
         if anomaly_map is None:
