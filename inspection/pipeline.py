@@ -119,7 +119,7 @@ def inspect_item(model: LoadedModel, policy: Policy, uploads: Sequence[Upload],
     stored = [_stored_maps(p, model.engine.taxonomy, maps[i] if maps else None)
               for i, p in enumerate(predictions)]
     for index, unmatched in (compared.maps if compared else {}).items():
-        stored[index][UNMATCHED_MAP] = pack_map(np.asarray(unmatched))
+        stored[index][UNMATCHED_MAP] = unmatched
     return ItemScore(result=result, flags=flags, photo_maps=stored, decoded=decoded)
 
 
