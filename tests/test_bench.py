@@ -71,3 +71,19 @@ def test_bench_training_quick(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["step_s"]["contiguous"] > 0 and report["step_s"]["channels_last"] > 0
     assert report["pipeline_photos_per_s"]["cached"] > 0 and report["peak_rss_mib"] > 0
+
+
+@pytest.mark.slow
+def test_bench_inference_quick(tmp_path: Path) -> None:
+    out = tmp_path / "inference.json"
+    result = run_bench("inference", "--quick", "--bundle", str(ROOT / "models" / "default"),
+                       "--json", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["matmul_peak_gflops"] > 0 and report["frameworks"]["flops_per_photo"] > 0
+    rates = report["frameworks"]["photos_per_s"]
+    assert {f"{engine} batch={n}" for engine in ("pytorch eager", "onnxruntime fp32")
+            for n in (1, 8, 32)} == set(rates)
+    assert all(rate > 0 for rate in [*rates.values(), *report["session_options"].values(),
+                                     *report["batching"].values()])
+    assert "skipped" in report["int8"]
