@@ -70,7 +70,7 @@ def is_good(sample: Sample) -> bool:
 
 def run_outputs(engine: Engine, manifest: Manifest, samples: Sequence[Sample], output: str,
                 desc: str) -> np.ndarray:
-    chunks = []
+    chunks: list[np.ndarray] = []
     for start in tqdm(range(0, len(samples), 8), desc=desc, mininterval=1.0):
         # decoded as the service decodes an upload: large JPEGs at reduced DCT scale
         photos = [load_photo(manifest.image_path(s), min_side=engine.input_size)

@@ -16,6 +16,7 @@ import argparse
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,7 @@ def measure(bundle: Path, manifest_path: Path, impostor_folders: list[Path],
     manifest = read_manifest(manifest_path)
     impostor_paths = impostor_photos(impostor_folders, limit)
     impostors = model_outputs(engine, impostor_paths)
-    result = {"impostors": len(impostor_paths), "folders": [str(f) for f in impostor_folders],
+    result: dict[str, Any] = {"impostors": len(impostor_paths), "folders": [str(f) for f in impostor_folders],
               "categories": {}}
     for category in categories or sorted(references.references):
         rows = [s for s in manifest.samples if s.category == category]

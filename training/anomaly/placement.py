@@ -28,7 +28,7 @@ class Placement:
     def matrix(self, width: int, height: int) -> np.ndarray:
         """2 x 3 affine matrix: rotate and scale about the centre, then shift."""
         matrix = cv2.getRotationMatrix2D((width / 2, height / 2), self.angle, self.scale)
-        matrix[:, 2] += (self.shift[0] * width, self.shift[1] * height)
+        matrix[:, 2] += np.array([self.shift[0] * width, self.shift[1] * height])
         return matrix
 
 
