@@ -202,7 +202,8 @@ def make_card(model: InspectionNet, checkpoint: dict[str, Any], manifest: Manife
                  "counts": dict(Counter(sample.split or "none" for sample in manifest.samples)),
                  "categories": list(model.categories)},
         training={"config": checkpoint.get("config", {}), "embedding_dim": checkpoint.get("embedding_dim"),
-                  "code_version": checkpoint.get("code_version", "")},
+                  "code_version": checkpoint.get("code_version", ""),
+                  **({"auto": checkpoint["auto"]} if "auto" in checkpoint else {})},  # train --auto
         export={"opset": opset, "exporter": f"torch.onnx (TorchScript) {torch.__version__}",
                 "int8": None},
         code_version=code_version(), created=utc_now(),

@@ -32,6 +32,7 @@ from inspection.card import PreprocessSpec
 from inspection.errors import InputError
 from inspection.manifest import Manifest, read_manifest
 from inspection.taxonomy import Taxonomy, load_taxonomy
+from training.auto import parse_budget, search
 from training.config import TrainConfig, add_config_arguments, config_from_args, finish
 from training.data import InspectionDataset, balanced_sampler, class_weights
 from training.engine import (
@@ -51,13 +52,31 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
+    parser.add_argument("--auto", action="store_true",
+                        help="search backbone, input size, depth and epochs on the val split "
+                             "within --budget; keep the best (training/auto.py)")
+    parser.add_argument("--budget", default="20m", help="--auto's time budget, e.g. 20m, 90s, 1h")
 
 
 def main(args: argparse.Namespace) -> int:
+    if getattr(args, "auto", False):
+        return main_auto(args)
     config = config_from_args(args) if not getattr(args, "resume", "") else resumed_config(args)
     with logging_redirect_tqdm():  # log lines above the progress bars, not through them
         run_dir = train(config)
     print(f"run folder: {run_dir}  (best.pt, last.pt, history.jsonl, config.yaml)")
+    return 0
+
+
+def main_auto(args: argparse.Namespace) -> int:
+    if getattr(args, "resume", ""):
+        raise InputError("--auto starts its candidates afresh; it cannot --resume", "--resume")
+    budget_s = parse_budget(args.budget)
+    config = config_from_args(args)
+    with logging_redirect_tqdm():
+        run_dir = search(config, budget_s)
+    print(f"run folder: {run_dir}  (best.pt and config.yaml of the winner, auto.md, auto.json, "
+          f"candidates/)")
     return 0
 
 
