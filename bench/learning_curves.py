@@ -77,7 +77,7 @@ def extract(manifest_path: Path, backbone: str, input_size: int) -> Features:
 
 def draw(labels: np.ndarray, shots: int, rng: np.random.Generator) -> np.ndarray:
     """Indices of `shots` photos per class (all of a class that has fewer; all when shots is 0)."""
-    chosen = []
+    chosen: list[int] = []
     for label in np.unique(labels):
         rows = np.flatnonzero(labels == label)
         chosen.extend(rows if not shots or len(rows) <= shots else rng.choice(rows, shots, replace=False))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -49,8 +50,12 @@ def test_auto_keeps_the_best_candidate_within_the_budget(
         capsys: pytest.CaptureFixture[str]) -> None:
     read: list[Path] = []
     real_load = training.data.load_photo
-    monkeypatch.setattr(training.data, "load_photo",
-                        lambda path, **kw: read.append(Path(path)) or real_load(path, **kw))
+
+    def recording_load(path: Path, **options: Any) -> Any:
+        read.append(Path(path))
+        return real_load(path, **options)
+
+    monkeypatch.setattr(training.data, "load_photo", recording_load)
     real_measure = auto.measure_step
     # Lite2's step is made to look an hour long: it must be skipped, not run past the budget.
     monkeypatch.setattr(auto, "measure_step", lambda candidate, config: 3600.0

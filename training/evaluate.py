@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", help="split to evaluate (default test)")
     parser.add_argument("--out", type=Path, help="output folder (default: runs/eval/NAME-SPLIT)")
     parser.add_argument("--worst", type=int, default=24, help="errors shown in the gallery (default 24)")
+    parser.add_argument("--flip-tta", action="store_true",
+                        help="average each photo's logits with its mirror image's (measures what "
+                             "test-time flips buy; the service does not flip)")
     parser.add_argument("--update-card", action="store_true",
                         help="write the metrics into the card's `metrics` (ONNX untouched)")
 
@@ -43,10 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.worst < 0:
         raise InputError(f"must be >= 0, got {args.worst}", "--worst")
+    if args.update_card and args.flip_tta:
+        raise InputError("flip-averaged metrics do not describe the served model; "
+                         "drop --flip-tta to update the card", "--update-card")
     engine = Engine.load(args.bundle)
     manifest = read_manifest(args.manifest, engine.taxonomy)
     samples = split_samples(manifest, args.split)
-    outputs = collect_logits(engine, manifest, samples, desc=f"evaluate {args.split}")
+    outputs = collect_logits(engine, manifest, samples, desc=f"evaluate {args.split}",
+                             flip=args.flip_tta)
     card = engine.card
     thresholds = {**default_thresholds(engine.taxonomy), **card.thresholds}
     probabilities = {head.name: head_probabilities(outputs.logits[head.name], head,
@@ -58,6 +65,7 @@ def main(args: argparse.Namespace) -> int:
                    "path": str(engine.bundle_dir)},
         "manifest": str(manifest.path), "manifest_sha256": manifest.sha256(), "split": args.split,
         "photos": len(samples), "items": len({s.item_id for s in samples}),
+        "test_time_augmentation": "horizontal flip" if args.flip_tta else "none",
         "heads": heads,
         "items_metrics": item_metrics(probabilities, samples, engine.taxonomy, thresholds),
         "timing": {"seconds": outputs.seconds,

@@ -48,7 +48,9 @@ def split_samples(manifest: Manifest, split: str, option: str = "--split") -> li
 
 
 def collect_logits(engine: Engine, manifest: Manifest, samples: list[Sample],
-                   desc: str = "scoring") -> SplitOutputs:
+                   desc: str = "scoring", flip: bool = False) -> SplitOutputs:
+    """With `flip`, each photo's logits are the mean of the photo's and its mirror image's
+    (test-time augmentation; the service does not do this)."""
     names = [f"{head.name}_logits" for head in engine.taxonomy.heads]
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}
     paths = [manifest.image_path(sample) for sample in samples]
@@ -57,14 +59,22 @@ def collect_logits(engine: Engine, manifest: Manifest, samples: list[Sample],
         for start in range(0, len(paths), LOAD_BATCH):
             chunk = paths[start:start + LOAD_BATCH]
             photos = [model_photo(path, engine.card.preprocessing) for path in chunk]
-            for raw in engine.iter_raw(photos, batch_size=LOAD_BATCH, outputs=names):
-                for name in names:
-                    chunks[name].append(raw[name])
+            raw = _run_chunk(engine, photos, names)
+            if flip:  # a mirror before resize and centre crop is a mirror of the model input
+                mirrored = _run_chunk(engine, [photo[:, ::-1] for photo in photos], names)
+                raw = {name: (raw[name] + mirrored[name]) / 2 for name in names}
+            for name in names:
+                chunks[name].append(raw[name])
             progress.update(len(photos))
     logits = {head.name: np.concatenate(chunks[f"{head.name}_logits"]).astype(np.float64)
               for head in engine.taxonomy.heads}
     return SplitOutputs(samples=samples, paths=paths, logits=logits,
                         seconds=time.perf_counter() - started)
+
+
+def _run_chunk(engine: Engine, photos: list[np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    parts = list(engine.iter_raw(photos, batch_size=LOAD_BATCH, outputs=names))
+    return {name: np.concatenate([part[name] for part in parts]) for name in names}
 
 
 def single_targets(samples: list[Sample], head: Head) -> np.ndarray:
