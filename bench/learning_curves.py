@@ -3,7 +3,8 @@
 For bottle and magnetic tile (../shared/datasets; skipped when absent) it builds the same manifests
 as `bench/supervised_real.py`, extracts the ImageNet backbone's pooled features of every photo once
 (through the service's decode and preprocessing; cached under runs/features/), then, for
-n = 5, 10, 20 and all labelled photos per class drawn from the train+val rows, fits logistic
+n = 5, 10, 20 and all labelled photos per class drawn from the train+val rows (`--pool train`:
+the train rows only, as fine-tuning trains), fits logistic
 regression and kNN on those features and scores macro-F1 of the `defect` head on the test split.
 Each point is the mean ± std over 3 seeds of the subset draw ("all" has one subset, so its std
 is 0 for the deterministic logistic regression).
@@ -105,8 +106,8 @@ def score(method: str, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndar
     return float(f1_score(test_y, predicted, average="macro", zero_division=0))
 
 
-def curve(features: Features, seeds: int) -> dict[tuple[str, int], list[float]]:
-    pool = np.isin(features.splits, ("train", "val"))
+def curve(features: Features, seeds: int, pool_splits: tuple[str, ...]) -> dict[tuple[str, int], list[float]]:
+    pool = np.isin(features.splits, pool_splits)
     test = features.splits == "test"
     results: dict[tuple[str, int], list[float]] = {}
     for shots in SHOTS:
@@ -119,11 +120,12 @@ def curve(features: Features, seeds: int) -> dict[tuple[str, int], list[float]]:
     return results
 
 
-def print_table(dataset: str, features: Features, results: dict[tuple[str, int], list[float]]) -> None:
-    pool = features.labels[np.isin(features.splits, ("train", "val"))]
-    counts = dict(zip(*np.unique(pool, return_counts=True), strict=True))
+def print_table(dataset: str, features: Features, results: dict[tuple[str, int], list[float]],
+                pool_splits: tuple[str, ...]) -> None:
+    pool = features.labels[np.isin(features.splits, pool_splits)]
+    counts = ", ".join(f"{k} {v}" for k, v in zip(*np.unique(pool, return_counts=True), strict=True))
     print(f"\n{dataset}: test macro-F1 of `{HEAD}`, mean ± std over seeds "
-          f"(labelled pool per class: {', '.join(f'{k} {v}' for k, v in counts.items())}; "
+          f"(labelled pool {'+'.join(pool_splits)} per class: {counts}; "
           f"test photos: {int((features.splits == 'test').sum())})")
     print("| method | " + " | ".join(f"{s or 'all'} / class" for s in SHOTS) + " |")
     print("|---" * (len(SHOTS) + 1) + "|")
@@ -139,6 +141,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--input-size", type=int, default=224)
+    parser.add_argument("--pool", choices=["train+val", "train"], default="train+val",
+                        help="splits the labelled photos are drawn from (train: as fine-tuning trains)")
     args = parser.parse_args()
     if not SHARED.is_dir():
         print(f"{SHARED} is absent: nothing to benchmark")
@@ -152,7 +156,8 @@ def main() -> int:
         features = extract(WORK / dataset / "manifest.csv", args.backbone, args.input_size)
         print(f"{dataset}: {len(features.x)} photos' features in {time.perf_counter() - started:.0f} s "
               f"({args.backbone}, {args.input_size} px)")
-        print_table(dataset, features, curve(features, args.seeds))
+        pool_splits = tuple(args.pool.split("+"))
+        print_table(dataset, features, curve(features, args.seeds, pool_splits), pool_splits)
     return 0
 
 
