@@ -17,7 +17,7 @@ install-service: $(BIN)/python
 	$(BIN)/pip install -q -e .
 
 install-dev: $(BIN)/python
-	$(BIN)/pip install -q -e '.[train,dev]'
+	$(BIN)/pip install -q -e '.[train,dev,ray]'
 
 serve: install-service
 	$(BIN)/returns-inspect serve --host $(HOST) --port $(PORT) --bundle models/default --data-dir data

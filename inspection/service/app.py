@@ -31,7 +31,7 @@ def build_state(settings: Settings, model: LoadedModel | None = None) -> Service
     return ServiceState(
         settings=settings, policy=load_policy(settings.policy_file),
         principals=settings.principals(), metrics=ServiceMetrics(),
-        holder=ModelHolder(model, settings.bundle_dir), store=PhotoStore(settings.resolved_photo_dir),
+        holder=ModelHolder(model, settings.bundle_dir), store=PhotoStore(settings.resolved_photo_store),
     )
 
 
