@@ -13,6 +13,7 @@ Ray is an optional extra (`pip install -e '.[ray]'`); the in-process engine need
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Iterator
@@ -61,7 +62,7 @@ def score_on_ray(items: list[Item], bundle: Path, policy: Path | None,
                  options: RayOptions) -> Iterator[dict[str, Any]]:
     """Results as they arrive (in no particular order), one per item."""
     ray = connect(options.address)
-    from ray.data import DataContext
+    from ray.data import ActorPoolStrategy, DataContext
 
     DataContext.get_current().enable_progress_bars = False  # the CLI shows one bar per item
     blocks = min(MAX_BLOCKS, max(1, math.ceil(len(items) / options.batch_size)))
@@ -72,7 +73,7 @@ def score_on_ray(items: list[Item], bundle: Path, policy: Path | None,
         fn_constructor_kwargs={"bundle": str(bundle.resolve()),
                                "policy": str(policy.resolve()) if policy else None,
                                "threads": options.threads},
-        concurrency=options.actors, num_cpus=options.threads)
+        compute=ActorPoolStrategy(size=options.actors), num_cpus=options.threads)
     for row in scored.iter_rows():
         yield json.loads(row["record"])
 
@@ -85,4 +86,5 @@ def connect(address: str | None) -> Any:
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  logging_level="WARNING")
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # one progress bar, not plan dumps
     return ray
