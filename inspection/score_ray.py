@@ -85,6 +85,6 @@ def connect(address: str | None) -> Any:
         raise InputError("--engine ray needs Ray: pip install -e '.[ray]'", "--engine") from None
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 logging_level="WARNING")
+                 logging_level=logging.WARNING)
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # one progress bar, not plan dumps
     return ray

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ import torch.distributed as dist
 from inspection.errors import InputError
 
 log = logging.getLogger(__name__)
+ModelT = TypeVar("ModelT", bound=torch.nn.Module)
 
 
 @dataclass(frozen=True)
@@ -92,11 +93,12 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
 
 
-def sync_batch_norm(model: torch.nn.Module, world: World, device: torch.device) -> torch.nn.Module:
+def sync_batch_norm(model: ModelT, world: World, device: torch.device) -> ModelT:
     """BatchNorm statistics over the global batch on GPUs (PyTorch syncs them only there; CPU
     ranks normalise over their own share of the batch, as DDP does by default)."""
     if world.size > 1 and device.type == "cuda":
-        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        # Converted in place below the root, which stays the same InspectionNet.
+        return cast(ModelT, torch.nn.SyncBatchNorm.convert_sync_batchnorm(model))
     return model
 
 
@@ -111,16 +113,16 @@ class DistributedModel(torch.nn.parallel.DistributedDataParallel):
             return getattr(self.module, name)
 
 
-def wrap(model: torch.nn.Module, world: World, device: torch.device,
-         every_parameter_used: bool) -> torch.nn.Module:
+def wrap(model: ModelT, world: World, device: torch.device, every_parameter_used: bool) -> ModelT:
     """DDP over the parameters that train now. Called again when the frozen part changes, since
     DDP's gradient buckets are fixed when it is built."""
     if not world.launched:
         return model
     # The category classifier is applied outside forward (in the loss): with every trainable
     # parameter getting a gradient each step, DDP need not search the graph for unused ones.
-    return DistributedModel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                            find_unused_parameters=not every_parameter_used)
+    ddp = DistributedModel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                           find_unused_parameters=not every_parameter_used)
+    return cast(ModelT, ddp)  # it answers every attribute of the model it wraps
 
 
 def mean_over_ranks(values: dict[str, float], world: World, summed: tuple[str, ...] = ()

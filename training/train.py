@@ -134,7 +134,8 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
                   total=config.epochs, disable=not world.is_main)
     gather = partial(distributed.gather_outputs, world=world)
     every_used = settings.embedding_weight > 0 and model.category_classifier is not None
-    trained, trainable = model, None
+    trained = model  # what the steps run through: the model, or DDP around it
+    trainable: int | None = None
     for epoch in epochs:
         frozen = epoch < config.freeze_epochs
         model.freeze_backbone(0 if frozen else config.unfreeze_blocks)
