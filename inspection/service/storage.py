@@ -42,7 +42,8 @@ class PhotoStore:
         if self.url is not None:
             import fsspec  # only object stores need it
 
-            self._fs, self._key_root = fsspec.core.url_to_fs(self.url)
+            # No listings cache: other replicas add photos, and a cached listing would hide them.
+            self._fs, self._key_root = fsspec.core.url_to_fs(self.url, use_listings_cache=False)
 
     def put(self, data: bytes, image_format: str = "") -> StoredPhoto:
         digest = hashlib.sha256(data).hexdigest()
