@@ -85,7 +85,7 @@ def start_replica(tmp_path: Path, cracked_bundle: Path) -> Iterator[Callable[...
         port = free_port()
         environment = {**os.environ, **env, "RETURNS_API_KEYS": API_KEYS,
                        "RETURNS_DATABASE_URL": database_url, "RETURNS_PHOTO_STORE": store,
-                       "RETURNS_BUNDLE_DIR": str(cracked_bundle),
+                       "RETURNS_BUNDLE_DIR": str(cracked_bundle), "RETURNS_MODEL_SYNC_SECONDS": "0.5",
                        "RETURNS_DATA_DIR": str(tmp_path / name)}  # nothing shared on local disk
         log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
         process = subprocess.Popen([sys.executable, "-m", "inspection.cli", "serve", "--port",
@@ -140,6 +140,7 @@ def review_round_trip(a: Replica, b: Replica) -> None:
 
 
 def test_two_replicas_on_one_database_and_a_shared_folder(postgres_url: str, tmp_path: Path,
+                                                         clean_bundle: Path,
                                                          start_replica: Callable[..., Replica]
                                                          ) -> None:
     shared = str(tmp_path / "shared-photos")
@@ -148,6 +149,18 @@ def test_two_replicas_on_one_database_and_a_shared_folder(postgres_url: str, tmp
     review_round_trip(a, b)
     assert list(Path(shared).rglob("*.jpg"))  # the photo is in the shared folder
     assert not (tmp_path / "a" / "photos").exists() and not (tmp_path / "b" / "photos").exists()
+
+    # A reload through A: B follows, so both answer with the same model.
+    reloaded = a.post("/v1/models/reload", headers=headers("admin"), json={"bundle": str(clean_bundle)})
+    assert reloaded.status_code == 200, reloaded.text
+    deadline = time.monotonic() + 30
+    while b.get("/readyz").json()["model_id"] != reloaded.json()["model_id"]:
+        assert time.monotonic() < deadline, "replica B did not follow the reload"
+        time.sleep(0.2)
+    answer = b.post("/v1/inspections", headers=headers("station"),
+                    files=[("photos", ("p.jpg", encode(textured_photo()), "image/jpeg"))],
+                    data={"return_id": "RMA-8", "category": "phone"})
+    assert answer.json()["model"]["version"] == "2.0.0"
 
 
 def test_two_replicas_with_photos_in_s3(postgres_url: str, start_replica: Callable[..., Replica],

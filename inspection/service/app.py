@@ -17,6 +17,7 @@ from inspection.service import ui
 from inspection.service.db import make_engine, make_session_factory, upgrade_to_head
 from inspection.service.deps import ServiceState
 from inspection.service.errors import install_error_handlers
+from inspection.service.fleet import ModelFollower
 from inspection.service.limits import BodySizeLimit
 from inspection.service.metrics import ServiceMetrics
 from inspection.service.routes import health, inspections, models, review
@@ -50,7 +51,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             log.error("no model loaded: %s", exc)
     if model := state.holder.current:
         state.metrics.set_model(model.card.name, model.card.version, model.card.model_id)
+    # Serve the fleet's model, then follow it (inspection/service/fleet.py).
+    follower = ModelFollower(state.holder, state.sessions, state.metrics,
+                             state.settings.model_sync_seconds)
+    follower.sync_once()
+    follower.start()
     yield
+    follower.stop()
     state.db_engine.dispose()
 
 

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     max_total_bytes: int = 100_000_000
     max_pixels: int = 64_000_000
     migrate_on_start: bool = True
+    # How often a replica checks the database for a model reloaded through another; 0: never.
+    model_sync_seconds: float = 5.0
 
     @property
     def resolved_database_url(self) -> str:
