@@ -102,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
     if args.out.suffix == ".jsonl":
         if args.engine == "ray":
             raise InputError("--engine ray writes a folder of parts; give --out a folder", "--out")
-        return _write_jsonl(args, items)
+        return _write_jsonl(args, items, f"{card.name} {card.version}")
     check_model(args.out, card.model_id, f"{card.name} {card.version}")
     done = written_item_ids(args.out)
     pending = [item for item in items if item.item_id not in done]
@@ -127,13 +127,13 @@ def _records(args: argparse.Namespace, items: list[Item]) -> Iterator[dict[str, 
     yield from tqdm(records, total=len(items), desc=f"score ({args.engine})", unit="item")
 
 
-def _write_jsonl(args: argparse.Namespace, items: list[Item]) -> int:
+def _write_jsonl(args: argparse.Namespace, items: list[Item], model: str) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     temporary = args.out.with_name(args.out.name + ".partial")
     with open(temporary, "w", encoding="utf-8") as handle:
         counts = _count(_lines(handle, _records(args, items)))
     temporary.replace(args.out)
-    print(f"scored {counts['items']} item(s): {counts['flagged']} flagged, "
+    print(f"scored {counts['items']} item(s) with {model}: {counts['flagged']} flagged, "
           f"{counts['errors']} unreadable -> {args.out}")
     return 0
 

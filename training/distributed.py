@@ -55,10 +55,14 @@ def start(world: World, device: torch.device) -> None:
         return
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=world.rank,
+    dist.init_process_group(backend(device), rank=world.rank,
                             world_size=world.size, device_id=device if device.type == "cuda" else None)
     if not world.is_main:
         logging.getLogger().setLevel(logging.WARNING)  # one log, from rank 0
+
+
+def backend(device: torch.device) -> str:
+    return "nccl" if device.type == "cuda" else "gloo"
 
 
 def stop(world: World) -> None:

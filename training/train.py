@@ -96,7 +96,7 @@ def train(config: TrainConfig) -> Path:
 def train_in_world(config: TrainConfig, world: World, device: torch.device, taxonomy: Taxonomy,
                    manifest: Manifest) -> Path:
     config.world_size = world.size
-    log.info("world_size: %d (%s)", world.size, "torchrun, " + dist_backend(device)
+    log.info("world_size: %d (%s)", world.size, "torchrun, " + distributed.backend(device)
              if world.launched else "one process")
     # Same seed everywhere: the model starts identical on every rank (DDP checks it).
     seed_everything(config.seed)
@@ -272,10 +272,6 @@ def save_atomic(checkpoint: dict[str, Any], path: Path) -> None:
     temporary = path.with_name(path.name + ".partial")
     torch.save(checkpoint, temporary)
     temporary.replace(path)
-
-
-def dist_backend(device: torch.device) -> str:
-    return "nccl" if device.type == "cuda" else "gloo"
 
 
 def launch(config: TrainConfig, nproc: int) -> int:
