@@ -73,33 +73,9 @@ def backlog(manifest: Path, count: int, generate: str, folder: Path) -> list[Ite
     return items_from(folder, "phone")
 
 
-def tree_cpu_seconds() -> float:
-    """CPU seconds used by this process and every process under it (a local Ray's GCS, raylet
-    and workers are its descendants), exited ones included once their parent reaped them.
-    Unlike photos/s, CPU per photo does not depend on how much of the machine others take."""
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        pid = int(stat.parent.name)
-        parents[pid] = int(fields[1])
-        times[pid] = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
-    tree, frontier = {os.getpid()}, [os.getpid()]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent]
-        tree.update(children)
-        frontier.extend(children)
-    return sum(times.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
-
-
 def timed(records: Iterable[dict[str, Any]], started: float) -> dict[str, Any]:
     """Start-up (to the first result), steady photos/s (from the first results to the last),
     and the median per-item decode and model times."""
-    cpu_before = tree_cpu_seconds()
     arrivals: list[tuple[float, int]] = []  # (when, photos)
     decode, inference = [], []
     for record in records:
@@ -111,9 +87,7 @@ def timed(records: Iterable[dict[str, Any]], started: float) -> dict[str, Any]:
     # A Ray batch arrives as one burst: its photos were scored before the clock started.
     burst = sum(photos for when, photos in arrivals if when - first < BURST_S)
     photos = sum(photos for _, photos in arrivals)
-    cpu_ms_per_photo = (tree_cpu_seconds() - cpu_before) * 1000 / photos  # start-up included
     return {"startup_s": first - started, "photos_per_s": (photos - burst) / max(last - first, 1e-9),
-            "cpu_ms_per_photo": cpu_ms_per_photo,
             "photos": photos, "decode_ms": statistics.median(decode),
             "inference_ms": statistics.median(inference), "wall_s": last - started}
 
@@ -194,12 +168,11 @@ def median_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def report(results: dict[str, dict[str, Any]], actors: list[int]) -> None:
-    print(f"{'engine':<12} {'photos/s':>9} {'CPU ms/photo':>13} {'start-up s':>11} {'wall s':>7} "
+    print(f"{'engine':<12} {'photos/s':>9} {'start-up s':>11} {'wall s':>7} "
           f"{'decode ms':>10} {'model ms':>9}  (median per item)")
     for name, row in results.items():
-        print(f"{name:<12} {row['photos_per_s']:>9.1f} {row['cpu_ms_per_photo']:>13.1f} "
-              f"{row['startup_s']:>11.1f} {row['wall_s']:>7.1f} {row['decode_ms']:>10.1f} "
-              f"{row['inference_ms']:>9.1f}")
+        print(f"{name:<12} {row['photos_per_s']:>9.1f} {row['startup_s']:>11.1f} "
+              f"{row['wall_s']:>7.1f} {row['decode_ms']:>10.1f} {row['inference_ms']:>9.1f}")
     base = results[f"ray x{actors[0]}"]["photos_per_s"]
     for count in actors[1:]:
         ratio = results[f"ray x{count}"]["photos_per_s"] / base
