@@ -25,6 +25,11 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("evaluate",): ("training.evaluate", "metrics.json + HTML report of an ONNX bundle"),
     ("anomaly", "fit"): ("training.anomaly.fit", "fit per-category anomaly detectors on good photos"),
     ("anomaly", "evaluate"): ("training.anomaly.evaluate", "MVTec AD protocol on a folder"),
+    ("catalog", "add"): ("inspection.catalog_cli", "register or replace a SKU's reference photos"),
+    ("catalog", "list"): ("inspection.catalog_cli", "the SKUs in the catalog"),
+    ("catalog", "remove"): ("inspection.catalog_cli", "remove a SKU from the catalog"),
+    ("catalog", "evaluate"): ("inspection.catalog_evaluate",
+                              "the catalog protocol on real and synthetic photos"),
     ("score",): ("inspection.score", "score photos offline to JSONL"),
     ("serve",): ("inspection.service.serve", "run the inspection service under uvicorn"),
 }

@@ -5,7 +5,8 @@ quality checks, model, flags and decision), one record per item. A folder is sco
 by photo, each photo one item of `--category`; a manifest groups its rows by `item_id`, with
 each item's category and sku; `--from-db` re-scores the service's stored inspections, reading
 their photos from its photo store. A photo that cannot be read becomes an `error` record, so
-one bad file does not stop a backlog.
+one bad file does not stop a backlog. With `--catalog DATA_DIR`, an item whose sku is in that
+service's catalog is compared with the SKU's reference photos, as the API would.
 
 `--out results.jsonl` writes one JSON file; `--out FOLDER` writes Parquet + JSONL parts and
 resumes after a kill (inspection/score_output.py). `--engine ray` spreads the same work over
@@ -16,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from inspection.card import verify_bundle
+from inspection.catalog import SkuEntry
 from inspection.decide import Policy, load_policy
 from inspection.errors import InputError
 from inspection.loaded_model import LoadedModel
@@ -43,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a .jsonl file, or a folder of resumable Parquet + JSONL parts")
     parser.add_argument("--category", help="product category of a folder's photos")
     parser.add_argument("--policy", type=Path, help="decision policy YAML (default: packaged)")
+    parser.add_argument("--catalog", type=Path, metavar="DATA_DIR",
+                        help="a service's data folder: compare items with their SKU's catalog photos")
     parser.add_argument("--engine", choices=("local", "ray"), default="local",
                         help="local: this process; ray: Ray Data actors (pip install -e '.[ray]')")
     parser.add_argument("--address", help="Ray cluster to join: auto, ray://host:10001 "
@@ -63,12 +67,41 @@ def _positive(text: str) -> int:
     return value
 
 
-def score_item(model: LoadedModel, policy: Policy, item: Item) -> dict[str, Any]:
+SkuLookup = Callable[[str], SkuEntry]
+
+
+def catalog_database_url(data_dir: Path) -> str:
+    """The database of the service whose catalog `--catalog` names (checked before scoring)."""
+    from inspection.service.settings import Settings
+
+    settings = Settings(data_dir=data_dir)  # RETURNS_DATABASE_URL, when set, wins as in the service
+    if settings.database_url is None and not (data_dir / "inspection.db").is_file():
+        raise InputError("no service database (inspection.db) in this folder", data_dir)
+    return settings.resolved_database_url
+
+
+def catalog_lookup(data_dir: Path, model: LoadedModel) -> SkuLookup:
+    """sku -> what the service would compare it with, read from its database and store."""
+    from inspection.service.catalog_store import ReferenceCache, entry_for
+    from inspection.service.db import make_engine, make_session_factory
+
+    sessions = make_session_factory(make_engine(catalog_database_url(data_dir)))
+    cache = ReferenceCache()
+
+    def lookup(sku: str) -> SkuEntry:
+        with sessions() as session:
+            return entry_for(session, sku, model, cache)
+    return lookup
+
+
+def score_item(model: LoadedModel, policy: Policy, item: Item,
+               catalog: SkuLookup | None = None) -> dict[str, Any]:
     """One item's record: its answer, or an `error` naming the photo that could not be used."""
     head = {"item_id": item.item_id, "images": list(item.images), "sku": item.sku}
     try:
         uploads = [Upload(read_location(location), Path(location).name) for location in item.images]
-        score = inspect_item(model, policy, uploads, item.category)
+        entry = catalog(item.sku) if catalog is not None and item.sku else None
+        score = inspect_item(model, policy, uploads, item.category, sku=entry)
     except OSError as exc:
         return {**head, "error": f"cannot read a photo ({exc.strerror or exc}: {exc.filename})"}
     except InputError as exc:
@@ -76,11 +109,11 @@ def score_item(model: LoadedModel, policy: Policy, item: Item) -> dict[str, Any]
     return {**head, **score.result}
 
 
-def score_items(model: LoadedModel, items: list[Item], policy_path: Path | None
-                ) -> Iterator[dict[str, Any]]:
+def score_items(model: LoadedModel, items: list[Item], policy_path: Path | None,
+                catalog: SkuLookup | None = None) -> Iterator[dict[str, Any]]:
     policy = load_policy(policy_path)
     for item in items:
-        yield score_item(model, policy, item)
+        yield score_item(model, policy, item, catalog)
 
 
 def load_items(args: argparse.Namespace) -> list[Item]:
@@ -98,6 +131,8 @@ def load_items(args: argparse.Namespace) -> list[Item]:
 
 def main(args: argparse.Namespace) -> int:
     card = verify_bundle(args.bundle)  # a bad bundle fails here, not in every Ray actor
+    if args.catalog is not None:
+        catalog_database_url(args.catalog)  # likewise a catalog folder without a database
     items = load_items(args)
     if args.out.suffix == ".jsonl":
         if args.engine == "ray":
@@ -121,9 +156,11 @@ def _records(args: argparse.Namespace, items: list[Item]) -> Iterator[dict[str, 
         from inspection.score_ray import RayOptions, score_on_ray
 
         options = RayOptions(args.address, args.actors, args.batch_size, args.threads_per_actor)
-        records = score_on_ray(items, args.bundle, args.policy, options)
+        records = score_on_ray(items, args.bundle, args.policy, options, args.catalog)
     else:
-        records = score_items(LoadedModel.load(args.bundle), items, args.policy)
+        model = LoadedModel.load(args.bundle)
+        catalog = catalog_lookup(args.catalog, model) if args.catalog is not None else None
+        records = score_items(model, items, args.policy, catalog)
     yield from tqdm(records, total=len(items), desc=f"score ({args.engine})", unit="item")
 
 

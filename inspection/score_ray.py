@@ -40,26 +40,28 @@ class RayOptions:
 class ItemScorer:
     """A Ray Data actor: one loaded model, many batches of items."""
 
-    def __init__(self, bundle: str, policy: str | None, threads: int):
+    def __init__(self, bundle: str, policy: str | None, threads: int, catalog: str | None):
         # Before the session is made: one actor per reserved CPU, not four threads fighting.
         os.environ["RETURNS_ORT_THREADS"] = str(threads)
         from inspection.decide import load_policy
         from inspection.loaded_model import LoadedModel
+        from inspection.score import catalog_lookup
 
         self.model = LoadedModel.load(bundle)
         self.policy = load_policy(Path(policy) if policy else None)
+        self.catalog = catalog_lookup(Path(catalog), self.model) if catalog else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
         from inspection.score import score_item
 
-        records = [score_item(self.model, self.policy, Item.from_json(str(row)))
+        records = [score_item(self.model, self.policy, Item.from_json(str(row)), self.catalog)
                    for row in batch["item"]]
         return {"item_id": [r["item_id"] for r in records],
                 "record": [json.dumps(r) for r in records]}
 
 
-def score_on_ray(items: list[Item], bundle: Path, policy: Path | None,
-                 options: RayOptions) -> Iterator[dict[str, Any]]:
+def score_on_ray(items: list[Item], bundle: Path, policy: Path | None, options: RayOptions,
+                 catalog: Path | None = None) -> Iterator[dict[str, Any]]:
     """Results as they arrive (in no particular order), one per item."""
     ray = connect(options.address)
     from ray.data import ActorPoolStrategy, DataContext
@@ -72,7 +74,8 @@ def score_on_ray(items: list[Item], bundle: Path, policy: Path | None,
         ItemScorer, batch_size=options.batch_size, batch_format="numpy",
         fn_constructor_kwargs={"bundle": str(bundle.resolve()),
                                "policy": str(policy.resolve()) if policy else None,
-                               "threads": options.threads},
+                               "threads": options.threads,
+                               "catalog": str(catalog.resolve()) if catalog else None},
         compute=ActorPoolStrategy(size=options.actors), num_cpus=options.threads)
     for row in scored.iter_rows():
         yield json.loads(row["record"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 
@@ -20,7 +21,7 @@ from inspection.service.errors import install_error_handlers
 from inspection.service.fleet import ModelFollower
 from inspection.service.limits import BodySizeLimit
 from inspection.service.metrics import ServiceMetrics
-from inspection.service.routes import health, inspections, models, review
+from inspection.service.routes import catalog, health, inspections, models, review
 from inspection.service.runtime import ModelHolder
 from inspection.service.settings import Settings
 from inspection.service.storage import PhotoStore
@@ -34,6 +35,13 @@ def build_state(settings: Settings, model: LoadedModel | None = None) -> Service
         principals=settings.principals(), metrics=ServiceMetrics(),
         holder=ModelHolder(model, settings.bundle_dir), store=PhotoStore(settings.resolved_photo_store),
     )
+
+
+def _switched(state: ServiceState, model: LoadedModel) -> None:
+    """What follows a model coming into service here: its metrics, its catalog references."""
+    state.metrics.set_model(model.card.name, model.card.version, model.card.model_id)
+    if state.sessions is not None:
+        state.catalog_rebuild.start(state.sessions, state.store, model)
 
 
 @asynccontextmanager
@@ -50,14 +58,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             state.holder.error = str(exc)
             log.error("no model loaded: %s", exc)
     if model := state.holder.current:
-        state.metrics.set_model(model.card.name, model.card.version, model.card.model_id)
-    # Serve the fleet's model, then follow it (inspection/service/fleet.py).
-    follower = ModelFollower(state.holder, state.sessions, state.metrics,
+        _switched(state, model)
+    # Serve the fleet's model, then follow it (inspection/service/fleet.py); a model taken
+    # from the fleet gets its catalog references built like one loaded here.
+    follower = ModelFollower(state.holder, state.sessions, partial(_switched, state),
                              state.settings.model_sync_seconds)
     follower.sync_once()
     follower.start()
     yield
     follower.stop()
+    state.catalog_rebuild.stop()
     state.db_engine.dispose()
 
 
@@ -71,6 +81,7 @@ def create_app(settings: Settings | None = None, model: LoadedModel | None = Non
     install_error_handlers(app)
     app.middleware("http")(app.state.service.metrics.middleware)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_total_bytes)
-    for router in (health.router, inspections.router, review.router, models.router, ui.router):
+    for router in (health.router, inspections.router, review.router, models.router,
+                   catalog.router, ui.router):
         app.include_router(router)
     return app

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -23,7 +24,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from inspection.errors import InspectionError
 from inspection.loaded_model import LoadedModel
 from inspection.service.db import session_scope
-from inspection.service.metrics import ServiceMetrics
 from inspection.service.models import ServedModel, utcnow
 from inspection.service.runtime import ModelHolder
 
@@ -60,8 +60,9 @@ class ModelFollower:
     """Loads the fleet's model whenever this replica serves another one."""
 
     def __init__(self, holder: ModelHolder, sessions: sessionmaker[Session],
-                 metrics: ServiceMetrics, interval_s: float):
-        self.holder, self.sessions, self.metrics = holder, sessions, metrics
+                 switched: Callable[[LoadedModel], None], interval_s: float):
+        self.holder, self.sessions = holder, sessions
+        self.switched = switched  # what a reload here does after the swap (metrics, catalog)
         self.interval_s = interval_s
         self._refused: str | None = None  # a model id whose bundle did not load here
         self._stop = threading.Event()
@@ -85,7 +86,7 @@ class ModelFollower:
             log.error("the fleet serves %s from %s, but it does not load here (%s); this replica "
                       "keeps its model", wanted.model_id, wanted.bundle, exc)
             return False
-        self.metrics.set_model(model.card.name, model.card.version, model.card.model_id)
+        self.switched(model)
         log.info("following the fleet: now serving %s %s", model.card.name, model.card.version)
         return True
 

@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse
 
 from inspection.images import decode_photo
 from inspection.pipeline import Upload, inspect_item, photo_where
-from inspection.service import crud
+from inspection.service import catalog_store, crud
 from inspection.service.deps import (
     EngineDep,
     MetricsDep,
@@ -23,6 +23,7 @@ from inspection.service.deps import (
     PrincipalDep,
     SessionDep,
     SettingsDep,
+    StateDep,
     StoreDep,
     SubmitterDep,
 )
@@ -42,7 +43,7 @@ MEDIA_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
                         422: {"description": "a field or a photo is invalid; `field` names it"}})
 def create_inspection(
     caller: SubmitterDep, model: EngineDep, session: SessionDep, settings: SettingsDep,
-    policy: PolicyDep, store: StoreDep, metrics: MetricsDep,
+    policy: PolicyDep, store: StoreDep, metrics: MetricsDep, state: StateDep,
     photos: Annotated[list[UploadFile], File(description="1-8 photos of the item (JPEG, PNG, HEIC…)")],
     return_id: Annotated[str, Form(min_length=1, max_length=200)],
     sku: Annotated[str | None, Form(max_length=200)] = None,
@@ -54,7 +55,8 @@ def create_inspection(
     category = _known_category(category or None, model.engine.taxonomy.categories)
     uploads = _read_uploads(photos, settings.max_photos, settings.max_photo_bytes,
                             settings.max_pixels)
-    score = inspect_item(model, policy, uploads, category, settings.max_pixels)
+    entry = catalog_store.entry_for(session, sku, model, state.catalog_cache) if sku else None
+    score = inspect_item(model, policy, uploads, category, settings.max_pixels, sku=entry)
     stored = [store.put(upload.data, photo.format) for upload, photo in zip(uploads, score.decoded,
                                                                             strict=True)]
     score.result["timings"]["total_ms"] = round((time.perf_counter() - started) * 1000.0, 2)

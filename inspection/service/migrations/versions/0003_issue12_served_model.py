@@ -1,7 +1,7 @@
 """The model the whole fleet serves: one row that a reload through any replica writes.
 
-Revision ID: 0002_issue12
-Revises: 0001
+Revision ID: 0003_issue12
+Revises: 0002_issue8
 Create Date: 2026-11-25
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_issue12"
-down_revision = "0001"
+revision = "0003_issue12"
+down_revision = "0002_issue8"
 branch_labels = None
 depends_on = None
 
