@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import encode, textured_photo
+from conftest import encode, submit, textured_photo
 
 from inspection.cli import main as cli
 from inspection.manifest import Sample, write_manifest
@@ -145,3 +145,21 @@ def wait_for_parts(out: Path, driver: subprocess.Popen, timeout: float = 120.0) 
         time.sleep(0.2)
     pytest.fail("no part was written in time")
     return 0
+
+
+def test_ray_rescores_the_service_database(ray_address: str, make_app: Any, tmp_path: Path) -> None:
+    """Actors read the stored photos from the service's photo store themselves."""
+    client = make_app(BUNDLE)
+    answers = {}
+    for seed in range(3):
+        response = submit(client, [encode(textured_photo(seed=seed))], return_id=f"R-{seed}")
+        answers[response.json()["id"]] = response.json()
+    data, out = tmp_path / "data", tmp_path / "rescored"
+    assert cli(["score", "--from-db", f"sqlite:///{data / 'inspection.db'}", "--photo-store",
+                str(data / "photos"), "--bundle", str(BUNDLE), "--out", str(out), "--engine", "ray",
+                "--address", ray_address, "--actors", "2", "--batch-size", "1"]) == 0
+    records = {r["item_id"]: r for r in read_parts(out)[0]}
+    assert set(records) == set(answers)
+    for inspection_id, answer in answers.items():
+        assert records[inspection_id]["item"] == answer["item"]
+        assert records[inspection_id]["flags"] == answer["flags"]
