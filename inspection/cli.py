@@ -25,6 +25,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("evaluate",): ("training.evaluate", "metrics.json + HTML report of an ONNX bundle"),
     ("anomaly", "fit"): ("training.anomaly.fit", "fit per-category anomaly detectors on good photos"),
     ("anomaly", "evaluate"): ("training.anomaly.evaluate", "MVTec AD protocol on a folder"),
+    ("case", "fit"): ("training.case_fit", "fit the customer <-> dock comparison thresholds"),
     ("catalog", "add"): ("inspection.catalog_cli", "register or replace a SKU's reference photos"),
     ("catalog", "list"): ("inspection.catalog_cli", "the SKUs in the catalog"),
     ("catalog", "remove"): ("inspection.catalog_cli", "remove a SKU from the catalog"),

@@ -14,14 +14,14 @@ from inspection import __version__
 from inspection.decide import load_policy
 from inspection.errors import InspectionError
 from inspection.loaded_model import LoadedModel
-from inspection.service import ui
+from inspection.service import ui, ui_case
 from inspection.service.db import make_engine, make_session_factory, upgrade_to_head
 from inspection.service.deps import ServiceState
 from inspection.service.errors import install_error_handlers
 from inspection.service.fleet import ModelFollower
 from inspection.service.limits import BodySizeLimit
 from inspection.service.metrics import ServiceMetrics
-from inspection.service.routes import catalog, health, inspections, models, review
+from inspection.service.routes import catalog, health, inspections, models, returns, review
 from inspection.service.runtime import ModelHolder
 from inspection.service.settings import Settings
 from inspection.service.storage import PhotoStore
@@ -82,6 +82,6 @@ def create_app(settings: Settings | None = None, model: LoadedModel | None = Non
     app.middleware("http")(app.state.service.metrics.middleware)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_total_bytes)
     for router in (health.router, inspections.router, review.router, models.router,
-                   catalog.router, ui.router):
+                   catalog.router, returns.router, ui_case.router, ui.router):
         app.include_router(router)
     return app

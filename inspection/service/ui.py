@@ -243,11 +243,12 @@ def photo(request: Request, inspection_id: str, n: int, state: StateDep, session
 
 @router.get("/items/{inspection_id}/photos/{n}/heatmap")
 def heatmap(request: Request, inspection_id: str, n: int, label: str, state: StateDep,
-            session: SessionDep) -> Response:
+            session: SessionDep, peak: Annotated[float | None, Query(allow_inf_nan=False)] = None
+            ) -> Response:
     caller = ui_caller(state, request)
     if isinstance(caller, Response):
         return Response(status_code=caller.status_code)
-    return inspections.read_heatmap(inspection_id, n, caller, session, state.store, label)
+    return inspections.read_heatmap(inspection_id, n, caller, session, state.store, label, peak)
 
 
 @router.get("/catalog-photos/{sha256}")

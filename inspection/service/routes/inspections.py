@@ -13,9 +13,11 @@ import numpy as np
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 
+from inspection.case import UNMATCHED_MAP
 from inspection.images import decode_photo
 from inspection.pipeline import Upload, inspect_item, photo_where
 from inspection.service import catalog_store, crud
+from inspection.service.case_photos import case_check
 from inspection.service.deps import (
     EngineDep,
     MetricsDep,
@@ -56,11 +58,13 @@ def create_inspection(
     uploads = _read_uploads(photos, settings.max_photos, settings.max_photo_bytes,
                             settings.max_pixels)
     entry = catalog_store.entry_for(session, sku, model, state.catalog_cache) if sku else None
-    score = inspect_item(model, policy, uploads, category, settings.max_pixels, sku=entry)
+    inspection_id = uuid.uuid4().hex
+    case = case_check(session, store, model, policy, return_id, origin, inspection_id)
+    score = inspect_item(model, policy, uploads, category, settings.max_pixels, sku=entry, case=case)
     stored = [store.put(upload.data, photo.format) for upload, photo in zip(uploads, score.decoded,
                                                                             strict=True)]
     score.result["timings"]["total_ms"] = round((time.perf_counter() - started) * 1000.0, 2)
-    row = crud.save_inspection(session, inspection_id=uuid.uuid4().hex, return_id=return_id,
+    row = crud.save_inspection(session, inspection_id=inspection_id, return_id=return_id,
                                sku=sku or None, source=origin, owner=caller.name, score=score,
                                stored=stored, filenames=[u.filename for u in uploads])
     session.commit()
@@ -124,14 +128,23 @@ def read_photo(inspection_id: str, n: int, caller: PrincipalDep, session: Sessio
             summary="Where on the photo: a label's activation map over the photo (PNG)")
 def read_heatmap(inspection_id: str, n: int, caller: PrincipalDep, session: SessionDep,
                  store: StoreDep,
-                 label: Annotated[str, Query(description="e.g. crack, or `anomaly`")]) -> Response:
+                 label: Annotated[str, Query(description="e.g. crack, `anomaly`, or `unmatched`")],
+                 peak: Annotated[float | None, Query(
+                     allow_inf_nan=False, description="top of the colour scale at least this "
+                     "(puts a comparison pair on one scale)")] = None) -> Response:
     photo = crud.get_photo(crud.get_inspection_for(session, inspection_id, caller), n)
     values = heat_values(photo.predictions, label)
     rgb = decode_photo(store.read(photo.path), min_side=DISPLAY_SIDE, where=f"photo {n}").rgb
-    return Response(heatmap_png(rgb, np.asarray(values, dtype=np.float32)), media_type="image/png")
+    return Response(heatmap_png(rgb, np.asarray(values, dtype=np.float32), peak),
+                    media_type="image/png")
 
 
 def heat_values(predictions: dict[str, Any], label: str) -> list[list[float]]:
+    if label == "unmatched":  # patches the customer's closest photo never showed (case comparison)
+        unmatched = predictions.get(UNMATCHED_MAP)
+        if unmatched is None:
+            raise NotFound("this photo was not compared with the customer's photos", "label")
+        return unmatched
     if label == "anomaly":
         anomaly_map = predictions.get("anomaly_map")
         if anomaly_map is None:
