@@ -130,6 +130,8 @@ def load_items(args: argparse.Namespace) -> list[Item]:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.address and args.engine != "ray":
+        raise InputError("a Ray cluster address needs --engine ray", "--address")
     card = verify_bundle(args.bundle)  # a bad bundle fails here, not in every Ray actor
     if args.catalog is not None:
         catalog_database_url(args.catalog)  # likewise a catalog folder without a database

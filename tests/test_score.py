@@ -91,6 +91,9 @@ def test_ray_engine_needs_a_results_folder(cracked_bundle: Path, tmp_path: Path,
     assert cli_main(["score", str(tmp_path), "--bundle", str(cracked_bundle), "--engine", "ray",
                      "--out", str(tmp_path / "r.jsonl")]) == 2
     assert "give --out a folder" in capsys.readouterr().err
+    assert cli_main(["score", str(tmp_path), "--bundle", str(cracked_bundle), "--address", "auto",
+                     "--out", str(tmp_path / "parts")]) == 2
+    assert "needs --engine ray" in capsys.readouterr().err
 
 
 def test_rescore_the_service_database(make_app: Any, cracked_bundle: Path, tmp_path: Path) -> None:
