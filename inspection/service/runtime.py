@@ -12,6 +12,7 @@ from pathlib import Path
 
 from inspection.errors import BundleError
 from inspection.loaded_model import LoadedModel
+from inspection.precision import Precision, choose_bundle
 
 log = logging.getLogger(__name__)
 
@@ -20,9 +21,13 @@ class ModelHolder:
     """One reference to the current LoadedModel; assignment is atomic under the GIL, the lock
     only keeps two reloads from interleaving."""
 
-    def __init__(self, model: LoadedModel | None = None, bundle_dir: Path | None = None):
+    def __init__(self, model: LoadedModel | None = None, bundle_dir: Path | None = None,
+                 threads: int | None = None, precision: Precision = "fp32"):
         self._model = model
         self.bundle_dir = bundle_dir
+        self.threads = threads  # ONNX Runtime threads per call (None: engine.default_threads)
+        self.precision: Precision = precision  # inspection.precision: serve an INT8 sibling?
+        self.precision_reason = ""
         self.error: str | None = None  # why the last load failed, for /readyz
         self._reload_lock = threading.Lock()
 
@@ -35,9 +40,11 @@ class ModelHolder:
         target = Path(bundle_dir) if bundle_dir is not None else self.bundle_dir
         if target is None:
             raise BundleError("no bundle directory configured")
+        chosen, why = choose_bundle(target, self.precision)
         with self._reload_lock:
-            model = LoadedModel.load(target)
+            model = LoadedModel.load(chosen, self.threads)
             self._model, self.bundle_dir, self.error = model, target, None
-        log.info("serving model %s %s (%s) from %s", model.card.name, model.card.version,
-                 model.card.model_id, target)
+            self.precision_reason = why
+        log.info("serving model %s %s (%s) from %s; %s", model.card.name, model.card.version,
+                 model.card.model_id, chosen, why)
         return model

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     max_photo_bytes: int = 25_000_000  # a 48 MP phone JPEG is ~15 MB
     max_total_bytes: int = 100_000_000
     max_pixels: int = 64_000_000
+    precision: Literal["auto", "fp32", "int8"] = "auto"  # inspection.precision.choose_bundle
+    workers: int = 0  # requests decoding + inferring at once (compute.ComputeSlots); 0: one per core
     migrate_on_start: bool = True
     # How often a replica checks the database for a model reloaded through another; 0: never.
     model_sync_seconds: float = 5.0

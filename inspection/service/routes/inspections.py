@@ -1,6 +1,7 @@
 """POST /v1/inspections scores the photos of one returned item and stores the answer; GET reads
 it back, with the photos and a heatmap per flagged damage. Plain `def` routes: decoding and
-inference block, so FastAPI runs them in its threadpool."""
+inference block, so FastAPI runs them in its threadpool, and at most one request per core
+decodes and infers at once (service.compute)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from inspection.case import UNMATCHED_MAP
 from inspection.images import decode_photo
 from inspection.pipeline import Upload, inspect_item, photo_where
 from inspection.service import catalog_store, crud
+from inspection.service.answer import DETAIL_QUERY, Detail, shape_answer
 from inspection.service.case_photos import case_check
 from inspection.service.deps import (
+    ComputeDep,
     EngineDep,
     MetricsDep,
     PolicyDep,
@@ -32,7 +35,9 @@ from inspection.service.deps import (
 from inspection.service.errors import Forbidden, NotFound, Unprocessable
 from inspection.service.heatmap import DISPLAY_SIDE, heatmap_png
 from inspection.service.limits import check_photo_pixels, check_photo_size
+from inspection.service.photo_writes import discard, start_writing
 from inspection.service.schemas import InspectionPublic, Source
+from inspection.stored_maps import unpack_map
 
 router = APIRouter(prefix="/v1/inspections", tags=["inspections"])
 MEDIA_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
@@ -45,12 +50,13 @@ MEDIA_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
                         422: {"description": "a field or a photo is invalid; `field` names it"}})
 def create_inspection(
     caller: SubmitterDep, model: EngineDep, session: SessionDep, settings: SettingsDep,
-    policy: PolicyDep, store: StoreDep, metrics: MetricsDep, state: StateDep,
+    policy: PolicyDep, store: StoreDep, metrics: MetricsDep, state: StateDep, compute: ComputeDep,
     photos: Annotated[list[UploadFile], File(description="1-8 photos of the item (JPEG, PNG, HEIC…)")],
     return_id: Annotated[str, Form(min_length=1, max_length=200)],
     sku: Annotated[str | None, Form(max_length=200)] = None,
     category: Annotated[str | None, Form(max_length=100, description="product category")] = None,
     source: Annotated[Source | None, Form(description="station | customer")] = None,
+    detail: Annotated[Detail, Query(description=DETAIL_QUERY)] = "default",
 ) -> dict[str, object]:
     started = time.perf_counter()
     origin = _source_for(caller.role, source)
@@ -59,19 +65,36 @@ def create_inspection(
                             settings.max_pixels)
     entry = catalog_store.entry_for(session, sku, model, state.catalog_cache) if sku else None
     inspection_id = uuid.uuid4().hex
-    case = case_check(session, store, model, policy, return_id, origin, inspection_id)
-    score = inspect_item(model, policy, uploads, category, settings.max_pixels, sku=entry, case=case)
-    stored = [store.put(upload.data, photo.format) for upload, photo in zip(uploads, score.decoded,
-                                                                            strict=True)]
-    score.result["timings"]["total_ms"] = round((time.perf_counter() - started) * 1000.0, 2)
+    writing = start_writing(store, uploads)  # the photos reach the disk while the model runs
+    try:
+        with compute.slot() as waited:  # the case check may score the other side's photos
+            case = case_check(session, store, model, policy, return_id, origin, inspection_id)
+            score = inspect_item(model, policy, uploads, category, settings.max_pixels, sku=entry,
+                                 case=case)
+    except BaseException:
+        discard(store, writing)
+        raise
+    timings = score.result["timings"]
+    timings["queue_ms"] = round(waited * 1000.0, 2)
+    scored = time.perf_counter()
+    stored = writing.result()
+    saving = time.perf_counter()
+    timings["storage_ms"] = round((saving - scored) * 1000.0, 2)  # what was left after scoring
+    timings["total_ms"] = round((saving - started) * 1000.0, 2)
     row = crud.save_inspection(session, inspection_id=inspection_id, return_id=return_id,
                                sku=sku or None, source=origin, owner=caller.name, score=score,
                                stored=stored, filenames=[u.filename for u in uploads])
     session.commit()
+    answer = crud.inspection_public(row)
+    # The stored answer was written before the database: its time only reaches this answer.
+    finished = time.perf_counter()
+    answer["timings"] = {**timings, "database_ms": round((finished - saving) * 1000.0, 2),
+                         "total_ms": round((finished - started) * 1000.0, 2)}
     metrics.inspections.labels(origin).inc()
+    metrics.observe_stages(answer["timings"])
     for flag in score.flags:
         metrics.flags.labels(flag.kind).inc()
-    return crud.inspection_public(row)
+    return shape_answer(answer, detail, row.photos)
 
 
 def _source_for(role: str, claimed: str | None) -> str:
@@ -106,8 +129,11 @@ def _read_uploads(photos: list[UploadFile], max_photos: int, max_bytes: int,
 
 
 @router.get("/{inspection_id}", response_model=InspectionPublic, summary="An inspection's answer")
-def read_inspection(inspection_id: str, caller: PrincipalDep, session: SessionDep) -> dict[str, object]:
-    return crud.inspection_public(crud.get_inspection_for(session, inspection_id, caller))
+def read_inspection(inspection_id: str, caller: PrincipalDep, session: SessionDep,
+                    detail: Annotated[Detail, Query(description=DETAIL_QUERY)] = "default",
+                    ) -> dict[str, object]:
+    row = crud.get_inspection_for(session, inspection_id, caller)
+    return shape_answer(crud.inspection_public(row), detail, row.photos)
 
 
 @router.get("/{inspection_id}/photos/{n}", response_class=FileResponse,
@@ -135,24 +161,23 @@ def read_heatmap(inspection_id: str, n: int, caller: PrincipalDep, session: Sess
     photo = crud.get_photo(crud.get_inspection_for(session, inspection_id, caller), n)
     values = heat_values(photo.predictions, label)
     rgb = decode_photo(store.read(photo.path), min_side=DISPLAY_SIDE, where=f"photo {n}").rgb
-    return Response(heatmap_png(rgb, np.asarray(values, dtype=np.float32), peak),
-                    media_type="image/png")
+    return Response(heatmap_png(rgb, values, peak), media_type="image/png")
 
 
-def heat_values(predictions: dict[str, Any], label: str) -> list[list[float]]:
+def heat_values(predictions: dict[str, Any], label: str) -> np.ndarray:
     if label == "unmatched":  # patches the customer's closest photo never showed (case comparison)
         unmatched = predictions.get(UNMATCHED_MAP)
         if unmatched is None:
             raise NotFound("this photo was not compared with the customer's photos", "label")
-        return unmatched
+        return unpack_map(unmatched)
     if label == "anomaly":
         anomaly_map = predictions.get("anomaly_map")
         if anomaly_map is None:
             raise NotFound("this photo has no anomaly map", "label")
-        return anomaly_map
-    cams: dict[str, dict[str, list[list[float]]]] = predictions.get("cams", {})
+        return unpack_map(anomaly_map)
+    cams: dict[str, dict[str, Any]] = predictions.get("cams", {})
     for head in ("damage", *sorted(cams)):
         if label in cams.get(head, {}):
-            return cams[head][label]
+            return unpack_map(cams[head][label])
     known = sorted({name for head in cams.values() for name in head})
     raise Unprocessable(f"no heatmap for label {label!r}; labels with maps: {known}", "label")
