@@ -82,6 +82,8 @@ def score_on_ray(items: list[Item], bundle: Path, policy: Path | None, options: 
 
 
 def connect(address: str | None) -> Any:
+    # Ray Data logs each plan at INFO; the CLI shows its own progress bar (override: set it).
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
     try:
         import ray
     except ModuleNotFoundError:
@@ -89,5 +91,4 @@ def connect(address: str | None) -> Any:
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING)
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # one progress bar, not plan dumps
     return ray
