@@ -16,7 +16,8 @@ the epoch count is chosen as well. Only the train and val splits are read: the v
 for single-label heads, mean AP for multi-label ones) ranks the candidates, never the test split.
 Before each candidate a training step at its backbone, size and depth is timed; the candidate is
 skipped when `epochs x steps` of it would not fit the budget left (the estimate is rescaled by
-how far the previous estimate was from the measured run, which tracks the machine's load).
+how far the previous estimate was from the measured run, per epoch run, which tracks the
+machine's load).
 The winner (best val score; ties go to the earlier, cheaper one) is kept: its `best.pt`, with the
 search recorded under `auto` (export copies it into the card), and its `config.yaml` are put in
 the run folder beside `auto.json` and `auto.md`, the candidates' table; every candidate's own
@@ -178,7 +179,9 @@ def search(config: TrainConfig, budget_s: float) -> Path:
         log.info("auto: candidate %s (estimate %.0f s, %.0f s left)", candidate.name, raw * correction, left)
         outcome = run_candidate(config, candidate, run_dir / "candidates" / candidate.name)
         outcome.estimate_s = raw * correction
-        correction = max(outcome.seconds / raw, 1e-3)
+        # Measured against the estimate for the epochs it ran, so early stopping does not make
+        # the machine look faster than it is.
+        correction = max(outcome.seconds / (raw * outcome.epochs_run / config.epochs), 1e-3)
         outcomes.append(outcome)
     trained = [o for o in outcomes if o.val_score is not None]
     if not trained:
