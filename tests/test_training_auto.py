@@ -118,3 +118,10 @@ def test_candidates_scale_with_input_size_and_start_with_the_default() -> None:
     assert names == ["lite0-224px-blocks2", "lite0-224px-blocks4", "lite0-224px-blocksall",
                      "lite0-320px-blocks2", "lite1-240px-blocks2", "lite2-260px-blocks2"]
     assert [c.input_size for c in auto.candidates(112)] == [112, 112, 112, 160, 120, 130]
+
+
+def test_load_factor_is_per_epoch_run() -> None:
+    # 4 of 10 epochs in 40 s against 100 s estimated for 10: on time, not 2.5x fast.
+    assert auto.load_factor(40.0, 100.0, 4, 10) == pytest.approx(1.0)
+    assert auto.load_factor(80.0, 100.0, 4, 10) == pytest.approx(2.0)  # a busier machine
+    assert auto.load_factor(50.0, 100.0, 10, 10) == pytest.approx(0.5)

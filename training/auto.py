@@ -137,6 +137,12 @@ def estimate_seconds(step_s: float, config: TrainConfig, train_rows: int, val_ro
     return config.epochs * step_s * (train_steps + EVAL_STEP_FRACTION * val_steps)
 
 
+def load_factor(seconds: float, estimate_s: float, epochs_run: int, epochs: int) -> float:
+    """How much slower than estimated a run was, per epoch it ran: early stopping must not make
+    the machine look faster than it is."""
+    return max(seconds / (estimate_s * max(epochs_run, 1) / epochs), 1e-3)
+
+
 def run_candidate(config: TrainConfig, candidate: Candidate, folder: Path) -> Outcome:
     from training.train import train  # imported here: train.py imports this module for --auto
 
@@ -179,9 +185,7 @@ def search(config: TrainConfig, budget_s: float) -> Path:
         log.info("auto: candidate %s (estimate %.0f s, %.0f s left)", candidate.name, raw * correction, left)
         outcome = run_candidate(config, candidate, run_dir / "candidates" / candidate.name)
         outcome.estimate_s = raw * correction
-        # Measured against the estimate for the epochs it ran, so early stopping does not make
-        # the machine look faster than it is.
-        correction = max(outcome.seconds / (raw * outcome.epochs_run / config.epochs), 1e-3)
+        correction = load_factor(outcome.seconds, raw, outcome.epochs_run, config.epochs)
         outcomes.append(outcome)
     trained = [o for o in outcomes if o.val_score is not None]
     if not trained:
