@@ -25,6 +25,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("evaluate",): ("training.evaluate", "metrics.json + HTML report of an ONNX bundle"),
     ("anomaly", "fit"): ("training.anomaly.fit", "fit per-category anomaly detectors on good photos"),
     ("anomaly", "evaluate"): ("training.anomaly.evaluate", "MVTec AD protocol on a folder"),
+    ("bundle", "seal"): ("inspection.bundle_cli", "bind every file of a bundle by sha256 (bundle.json)"),
+    ("bundle", "verify"): ("inspection.bundle_cli", "check a bundle against its seal"),
     ("score",): ("inspection.score", "score photos offline to JSONL"),
     ("serve",): ("inspection.service.serve", "run the inspection service under uvicorn"),
 }

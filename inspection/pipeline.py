@@ -25,7 +25,7 @@ from inspection.decide import (
     threshold,
 )
 from inspection.engine import PhotoPrediction
-from inspection.images import DEFAULT_MAX_PIXELS, DecodedPhoto, decode_photo
+from inspection.images import DEFAULT_MAX_FULL_PIXELS, DEFAULT_MAX_PIXELS, DecodedPhoto, decode_photo
 from inspection.loaded_model import LoadedModel
 from inspection.quality import PhotoQuality, assess_quality
 from inspection.taxonomy import Taxonomy
@@ -51,17 +51,18 @@ def photo_where(index: int, filename: str | None) -> str:
     return f"photos[{index}]" + (f" ({filename})" if filename else "")
 
 
-def decode_uploads(uploads: Sequence[Upload], min_side: int,
-                   max_pixels: int = DEFAULT_MAX_PIXELS) -> list[DecodedPhoto]:
+def decode_uploads(uploads: Sequence[Upload], min_side: int, max_pixels: int = DEFAULT_MAX_PIXELS,
+                   max_full_pixels: int = DEFAULT_MAX_FULL_PIXELS) -> list[DecodedPhoto]:
     return [decode_photo(upload.data, min_side=min_side, max_pixels=max_pixels,
-                         where=photo_where(index, upload.filename))
+                         where=photo_where(index, upload.filename), max_full_pixels=max_full_pixels)
             for index, upload in enumerate(uploads)]
 
 
 def inspect_item(model: LoadedModel, policy: Policy, uploads: Sequence[Upload],
-                 category: str | None, max_pixels: int = DEFAULT_MAX_PIXELS) -> ItemScore:
+                 category: str | None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 max_full_pixels: int = DEFAULT_MAX_FULL_PIXELS) -> ItemScore:
     started = time.perf_counter()
-    decoded = decode_uploads(uploads, model.engine.input_size, max_pixels)
+    decoded = decode_uploads(uploads, model.engine.input_size, max_pixels, max_full_pixels)
     decoded_at = time.perf_counter()
     predictions = model.engine.predict([photo.rgb for photo in decoded])
     anomaly = _anomaly(model, category, predictions)

@@ -42,10 +42,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if state.settings.migrate_on_start:
         upgrade_to_head(state.db_engine)
     state.sessions = make_session_factory(state.db_engine)
+    if removed := state.store.clean_partials():
+        log.warning("removed %d half-written photo file(s) left by an earlier process", removed)
     if state.holder.current is None:
         try:
             state.holder.reload()
-        except InspectionError as exc:  # keep serving /healthz; /readyz says why
+        except InspectionError as exc:  # keep serving /healthz; /readyz says why (never a crash)
             state.holder.error = str(exc)
             log.error("no model loaded: %s", exc)
     if model := state.holder.current:

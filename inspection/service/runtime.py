@@ -16,6 +16,22 @@ from inspection.loaded_model import LoadedModel
 log = logging.getLogger(__name__)
 
 
+def load_checked(target: Path) -> LoadedModel:
+    """LoadedModel.load, where anything a bundle on disk can make go wrong is a BundleError:
+    a reload never answers 500 and a start-up never crashes over a bad bundle."""
+    if "\x00" in str(target):
+        raise BundleError(f"{str(target)!r} is not a path (it contains a NUL byte)")
+    if not target.is_dir():
+        raise BundleError(f"{target} is not a bundle directory")
+    try:
+        return LoadedModel.load(target)
+    except BundleError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a file that passed its seal but cannot be read
+        log.exception("bundle %s could not be loaded", target)
+        raise BundleError(f"{target}: cannot load the bundle ({type(exc).__name__}: {exc})") from None
+
+
 class ModelHolder:
     """One reference to the current LoadedModel; assignment is atomic under the GIL, the lock
     only keeps two reloads from interleaving."""
@@ -36,7 +52,7 @@ class ModelHolder:
         if target is None:
             raise BundleError("no bundle directory configured")
         with self._reload_lock:
-            model = LoadedModel.load(target)
+            model = load_checked(target)
             self._model, self.bundle_dir, self.error = model, target, None
         log.info("serving model %s %s (%s) from %s", model.card.name, model.card.version,
                  model.card.model_id, target)

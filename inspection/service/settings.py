@@ -46,7 +46,9 @@ class Settings(BaseSettings):
     max_photos: int = 8
     max_photo_bytes: int = 25_000_000  # a 48 MP phone JPEG is ~15 MB
     max_total_bytes: int = 100_000_000
-    max_pixels: int = 64_000_000
+    max_pixels: int = 64_000_000  # a JPEG (decoded at reduced scale) from its header
+    max_full_decode_pixels: int = 24_000_000  # PNG, TIFF, WebP…: decoded in full, so tighter
+    max_request_pixels: int = 64_000_000  # pixels actually decoded, summed over a request's photos
     migrate_on_start: bool = True
 
     @property

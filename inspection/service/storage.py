@@ -4,9 +4,11 @@ file first and is renamed into place, so a reader never sees half a photo."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +46,22 @@ class PhotoStore:
             Path(temporary).unlink(missing_ok=True)
             raise
         return StoredPhoto(digest, relative, len(data), created=True)
+
+    def remove(self, relative: str) -> None:
+        self.path(relative).unlink(missing_ok=True)
+
+    def clean_partials(self, older_than_s: float = 3600.0) -> int:
+        """Remove temporary files a killed process left behind (a live writer's are younger)."""
+        if not self.root.is_dir():
+            return 0
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for partial in self.root.glob("*/.partial-*"):
+            with contextlib.suppress(FileNotFoundError):
+                if partial.stat().st_mtime < cutoff:
+                    partial.unlink()
+                    removed += 1
+        return removed
 
     def path(self, relative: str) -> Path:
         """Absolute path of a stored photo; refuses anything that escapes the root."""

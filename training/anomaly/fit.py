@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from inspection.anomaly import MISMATCH_KEY, REFERENCES_FILE
+from inspection.bundle import seal_bundle
 from inspection.card import ModelCard
 from inspection.engine import Engine
 from inspection.errors import InputError
@@ -144,4 +145,5 @@ def main(args: argparse.Namespace) -> int:
         card.thresholds[MISMATCH_KEY] = {**card.thresholds.get(MISMATCH_KEY, {}), **thresholds}
         card.calibration[MISMATCH_KEY] = report
     card.save(args.bundle)
+    seal_bundle(args.bundle)  # detectors, references and card changed: bind them again
     return 0

@@ -11,10 +11,12 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.responses import FileResponse
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from inspection.images import decode_photo
-from inspection.pipeline import Upload, inspect_item, photo_where
-from inspection.service import crud
+from inspection.pipeline import ItemScore, Upload, inspect_item, photo_where
+from inspection.service import crud, idempotency
 from inspection.service.deps import (
     EngineDep,
     MetricsDep,
@@ -27,8 +29,22 @@ from inspection.service.deps import (
 )
 from inspection.service.errors import Forbidden, NotFound, Unprocessable
 from inspection.service.heatmap import DISPLAY_SIDE, heatmap_png
-from inspection.service.limits import check_photo_pixels, check_photo_size
+from inspection.service.limits import check_photo_pixels, check_photo_size, check_request_pixels
+from inspection.service.models import Inspection
 from inspection.service.schemas import InspectionPublic, Source
+from inspection.service.settings import Principal, Settings
+from inspection.service.storage import PhotoStore
+from inspection.service.validation import (
+    FILENAME_MAX,
+    LABEL_MAX,
+    MAX_PHOTOS_DOCUMENTED,
+    CategoryForm,
+    IdempotencyKeyHeader,
+    InspectionId,
+    ReturnIdForm,
+    SkuForm,
+    check_line,
+)
 
 router = APIRouter(prefix="/v1/inspections", tags=["inspections"])
 MEDIA_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
@@ -38,33 +54,73 @@ MEDIA_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
 @router.post("", response_model=InspectionPublic, status_code=201,
              summary="Score the photos of one returned item",
              responses={413: {"description": "an upload, a photo or its pixel count is too large"},
-                        422: {"description": "a field or a photo is invalid; `field` names it"}})
+                        422: {"description": "a field or a photo is invalid, or the "
+                                             "Idempotency-Key was used for another request"}})
 def create_inspection(
     caller: SubmitterDep, model: EngineDep, session: SessionDep, settings: SettingsDep,
-    policy: PolicyDep, store: StoreDep, metrics: MetricsDep,
-    photos: Annotated[list[UploadFile], File(description="1-8 photos of the item (JPEG, PNG, HEIC…)")],
-    return_id: Annotated[str, Form(min_length=1, max_length=200)],
-    sku: Annotated[str | None, Form(max_length=200)] = None,
-    category: Annotated[str | None, Form(max_length=100, description="product category")] = None,
+    policy: PolicyDep, store: StoreDep, metrics: MetricsDep, response: Response,
+    photos: Annotated[list[UploadFile], File(description="1-8 photos of the item (JPEG, PNG, HEIC…)",
+                                             min_length=1, max_length=MAX_PHOTOS_DOCUMENTED)],
+    return_id: ReturnIdForm,
+    sku: SkuForm = None,
+    category: CategoryForm = None,
     source: Annotated[Source | None, Form(description="station | customer")] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> dict[str, object]:
     started = time.perf_counter()
     origin = _source_for(caller.role, source)
     category = _known_category(category or None, model.engine.taxonomy.categories)
-    uploads = _read_uploads(photos, settings.max_photos, settings.max_photo_bytes,
-                            settings.max_pixels)
-    score = inspect_item(model, policy, uploads, category, settings.max_pixels)
-    stored = [store.put(upload.data, photo.format) for upload, photo in zip(uploads, score.decoded,
-                                                                            strict=True)]
+    uploads = _read_uploads(photos, settings, model.engine.input_size)
+    fields = {"return_id": return_id, "sku": sku or None, "category": category, "source": origin}
+    fingerprint = idempotency.request_fingerprint(fields, uploads)
+    if idempotency_key and (earlier := idempotency.earlier_inspection(
+            session, caller, idempotency_key, fingerprint)):
+        return _replay(session, earlier, caller, response)
+    score = inspect_item(model, policy, uploads, category, settings.max_pixels,
+                         settings.max_full_decode_pixels)
     score.result["timings"]["total_ms"] = round((time.perf_counter() - started) * 1000.0, 2)
-    row = crud.save_inspection(session, inspection_id=uuid.uuid4().hex, return_id=return_id,
-                               sku=sku or None, source=origin, owner=caller.name, score=score,
-                               stored=stored, filenames=[u.filename for u in uploads])
-    session.commit()
+    try:
+        row = _store(session, store, score, uploads, fields, caller, idempotency_key, fingerprint)
+    except IntegrityError:  # the same Idempotency-Key committed first by a concurrent retry
+        earlier = idempotency_key and idempotency.earlier_inspection(
+            session, caller, idempotency_key, fingerprint)
+        if not earlier:
+            raise
+        return _replay(session, earlier, caller, response)
     metrics.inspections.labels(origin).inc()
     for flag in score.flags:
         metrics.flags.labels(flag.kind).inc()
-    return crud.inspection_public(row)
+    return crud.inspection_public(row, caller)
+
+
+def _store(session: Session, store: PhotoStore, score: ItemScore, uploads: list[Upload],
+           fields: dict[str, str | None], caller: Principal, idempotency_key: str | None,
+           fingerprint: str) -> Inspection:
+    """Photos, then the rows in one transaction. A failed commit leaves nothing behind: the
+    photo files this request created are removed unless another inspection uses them."""
+    stored = [store.put(upload.data, photo.format)
+              for upload, photo in zip(uploads, score.decoded, strict=True)]
+    try:
+        row = crud.save_inspection(session, inspection_id=uuid.uuid4().hex,
+                                   return_id=str(fields["return_id"]), sku=fields["sku"],
+                                   source=str(fields["source"]), owner=caller.name, score=score,
+                                   stored=stored, filenames=[u.filename for u in uploads])
+        if idempotency_key:
+            idempotency.remember(session, caller, idempotency_key, fingerprint, row.id)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        for photo in stored:
+            if photo.created and not crud.photo_in_use(session, photo.sha256):
+                store.remove(photo.path)
+        raise
+    return row
+
+
+def _replay(session: Session, inspection_id: str, caller: Principal,
+            response: Response) -> dict[str, object]:
+    response.headers[idempotency.REPLAYED_HEADER] = "true"
+    return crud.inspection_public(crud.get_inspection_for(session, inspection_id, caller), caller)
 
 
 def _source_for(role: str, claimed: str | None) -> str:
@@ -82,30 +138,34 @@ def _known_category(category: str | None, categories: list[str]) -> str | None:
     return category
 
 
-def _read_uploads(photos: list[UploadFile], max_photos: int, max_bytes: int,
-                  max_pixels: int) -> list[Upload]:
-    if not 1 <= len(photos) <= max_photos:
-        raise Unprocessable(f"send 1 to {max_photos} photos of one item, got {len(photos)}", "photos")
-    uploads = []
+def _read_uploads(photos: list[UploadFile], settings: Settings, min_side: int) -> list[Upload]:
+    if not 1 <= len(photos) <= settings.max_photos:
+        raise Unprocessable(f"send 1 to {settings.max_photos} photos of one item, got {len(photos)}",
+                            "photos")
+    uploads, costs = [], []
     for index, photo in enumerate(photos):
-        data = photo.file.read(max_bytes + 1)  # never read more than the limit allows
+        data = photo.file.read(settings.max_photo_bytes + 1)  # never more than the limit allows
+        check_line(photo.filename, f"photos[{index}].filename", FILENAME_MAX)
         where = photo_where(index, photo.filename)
-        check_photo_size(data, where, max_bytes)
+        check_photo_size(data, where, settings.max_photo_bytes)
         if not data:
             raise Unprocessable(f"{where} is empty", where)
-        check_photo_pixels(data, where, max_pixels)
+        costs.append(check_photo_pixels(data, where, settings.max_pixels,
+                                        settings.max_full_decode_pixels, min_side))
         uploads.append(Upload(data=data, filename=photo.filename))
+    check_request_pixels(costs, settings.max_request_pixels)
     return uploads
 
 
 @router.get("/{inspection_id}", response_model=InspectionPublic, summary="An inspection's answer")
-def read_inspection(inspection_id: str, caller: PrincipalDep, session: SessionDep) -> dict[str, object]:
-    return crud.inspection_public(crud.get_inspection_for(session, inspection_id, caller))
+def read_inspection(inspection_id: InspectionId, caller: PrincipalDep,
+                    session: SessionDep) -> dict[str, object]:
+    return crud.inspection_public(crud.get_inspection_for(session, inspection_id, caller), caller)
 
 
 @router.get("/{inspection_id}/photos/{n}", response_class=FileResponse,
             summary="A photo as uploaded")
-def read_photo(inspection_id: str, n: int, caller: PrincipalDep, session: SessionDep,
+def read_photo(inspection_id: InspectionId, n: int, caller: PrincipalDep, session: SessionDep,
                store: StoreDep) -> FileResponse:
     photo = crud.get_photo(crud.get_inspection_for(session, inspection_id, caller), n)
     path = store.path(photo.path)
@@ -117,12 +177,16 @@ def read_photo(inspection_id: str, n: int, caller: PrincipalDep, session: Sessio
 @router.get("/{inspection_id}/photos/{n}/heatmap", response_class=Response,
             responses={200: {"content": {"image/png": {}}}},
             summary="Where on the photo: a label's activation map over the photo (PNG)")
-def read_heatmap(inspection_id: str, n: int, caller: PrincipalDep, session: SessionDep,
+def read_heatmap(inspection_id: InspectionId, n: int, caller: PrincipalDep, session: SessionDep,
                  store: StoreDep,
-                 label: Annotated[str, Query(description="e.g. crack, or `anomaly`")]) -> Response:
+                 label: Annotated[str, Query(max_length=LABEL_MAX,
+                                             description="e.g. crack, or `anomaly`")]) -> Response:
     photo = crud.get_photo(crud.get_inspection_for(session, inspection_id, caller), n)
     values = heat_values(photo.predictions, label)
-    rgb = decode_photo(store.read(photo.path), min_side=DISPLAY_SIDE, where=f"photo {n}").rgb
+    path = store.path(photo.path)
+    if not path.is_file():
+        raise NotFound(f"photo {n} of inspection {inspection_id} is no longer stored", "n")
+    rgb = decode_photo(path.read_bytes(), min_side=DISPLAY_SIDE, where=f"photo {n}").rgb
     return Response(heatmap_png(rgb, np.asarray(values, dtype=np.float32)), media_type="image/png")
 
 

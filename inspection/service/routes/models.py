@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body
 
 from inspection.errors import BundleError
 from inspection.loaded_model import LoadedModel
-from inspection.service.deps import AdminDep, EngineDep, PrincipalDep, StateDep
+from inspection.service.deps import AdminDep, EngineDep, StateDep
 from inspection.service.schemas import ModelStatus, ReloadRequest
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -22,8 +22,8 @@ def model_status(model: LoadedModel, bundle: object) -> dict[str, object]:
             "bundle": str(bundle), "checks_unavailable": model.unavailable}
 
 
-@router.get("/current", response_model=ModelStatus, summary="The model being served")
-def current_model(caller: PrincipalDep, model: EngineDep, state: StateDep) -> dict[str, object]:
+@router.get("/current", response_model=ModelStatus, summary="The model being served (admin)")
+def current_model(caller: AdminDep, model: EngineDep, state: StateDep) -> dict[str, object]:
     return model_status(model, state.holder.bundle_dir)
 
 
