@@ -29,6 +29,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bundle", "verify"): ("inspection.bundle_cli", "check a bundle against its seal"),
     ("score",): ("inspection.score", "score photos offline to JSONL"),
     ("serve",): ("inspection.service.serve", "run the inspection service under uvicorn"),
+    ("purge",): ("inspection.service.retention", "delete inspections and photos past retention"),
 }
 TRAIN_EXTRA_HINT = "this command needs the training extra: pip install -e '.[train]'"
 

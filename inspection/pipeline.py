@@ -68,7 +68,10 @@ def inspect_item(model: LoadedModel, policy: Policy, uploads: Sequence[Upload],
     anomaly = _anomaly(model, category, predictions)
     inferred_at = time.perf_counter()
     qualities = [assess_quality(p.rgb, p.original_size, policy.quality) for p in decoded]
-    usable = [i for i, quality in enumerate(qualities) if quality.usable] or list(range(len(decoded)))
+    if not any(quality.usable for quality in qualities):
+        timings = {"decode_ms": _ms(started, decoded_at), "inference_ms": _ms(decoded_at, inferred_at)}
+        return _retake(model, uploads, decoded, qualities, predictions, category, timings, started)
+    usable = [i for i, quality in enumerate(qualities) if quality.usable]
     card_thresholds = model.card.thresholds
     item = aggregate([predictions[i].probabilities for i in usable], model.engine.taxonomy,
                      category, card_thresholds, policy)
@@ -98,6 +101,40 @@ def inspect_item(model: LoadedModel, policy: Policy, uploads: Sequence[Upload],
     }
     maps = [_stored_maps(p, model.engine.taxonomy, anomaly[1][i] if anomaly else None)
             for i, p in enumerate(predictions)]
+    return ItemScore(result=result, flags=flags, photo_maps=maps, decoded=decoded)
+
+
+RETAKE = "retake_photos"  # not a disposition: nothing is decided about the item yet
+
+
+def _retake(model: LoadedModel, uploads: Sequence[Upload], decoded: list[DecodedPhoto],
+            qualities: list[PhotoQuality], predictions: Sequence[PhotoPrediction],
+            category: str | None, timings: dict[str, float], started: float) -> ItemScore:
+    """No usable photo: the only answer is "retake the photos" and why. No grade, damage,
+    missing accessory or disposition is derived from what the model saw in a black frame or a
+    1-pixel image (the per-photo probabilities stay, for the record)."""
+    flags = _quality_flags(qualities)
+    photos = []
+    for i in range(len(decoded)):
+        photo = _photo_result(i, uploads[i], decoded[i], qualities[i], predictions[i], None, None)
+        photos.append({**photo, "condition": None, "damages": {}, "accessories": {}})
+    elapsed = _ms(started, time.perf_counter())
+    result: dict[str, Any] = {
+        "category": category, "photos": photos,
+        "item": {"condition": {"grade": None, "confidence": 0.0, "probabilities": {}},
+                 "damages": [], "accessories_visible": [], "missing_accessories": [],
+                 "photos_used": []},
+        "flags": [flag_dict(flag) for flag in flags],
+        "skipped_checks": [{"kind": kind, "reason": "no usable photo"}
+                           for kind in ("condition", "damage", "accessories", "item_mismatch",
+                                        "anomaly")],
+        "decision": {"disposition": RETAKE, "refund": "hold_for_review", "rule": "no_usable_photo",
+                     "reasons": [flag.reason for flag in flags]},
+        "model": {"name": model.card.name, "version": model.card.version,
+                  "model_id": model.card.model_id},
+        "timings": {**timings, "total_ms": elapsed},
+    }
+    maps = [_stored_maps(p, model.engine.taxonomy, None) for p in predictions]
     return ItemScore(result=result, flags=flags, photo_maps=maps, decoded=decoded)
 
 

@@ -19,6 +19,8 @@ from inspection.service.deps import ServiceState
 from inspection.service.errors import install_error_handlers
 from inspection.service.limits import BodySizeLimit
 from inspection.service.metrics import ServiceMetrics
+from inspection.service.middleware import ServiceMiddleware
+from inspection.service.openapi import install_openapi
 from inspection.service.routes import health, inspections, models, review
 from inspection.service.runtime import ModelHolder
 from inspection.service.settings import Settings
@@ -64,8 +66,10 @@ def create_app(settings: Settings | None = None, model: LoadedModel | None = Non
                               "and run the review queue.")
     app.state.service = build_state(settings, model)
     install_error_handlers(app)
-    app.middleware("http")(app.state.service.metrics.middleware)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_total_bytes)
+    # Outermost: counts what BodySizeLimit refuses too, and catches what escapes everything.
+    app.add_middleware(ServiceMiddleware, metrics=app.state.service.metrics)
     for router in (health.router, inspections.router, review.router, models.router, ui.router):
         app.include_router(router)
+    install_openapi(app)
     return app

@@ -4,7 +4,7 @@
 
 Domain code raises `ApiError` subclasses or `inspection.errors` errors; nothing else in the
 service builds an error response. An unexpected exception is logged with its traceback and
-answered as a JSON 500 without one.
+answered as a JSON 500 without one (middleware.py).
 """
 
 from __future__ import annotations
@@ -98,13 +98,9 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
-    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
-
-
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error",
-                          "the service hit an unexpected error; it has been logged")
+    # exc.headers carries Allow on a 405 (RFC 9110 15.5.6)
+    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail),
+                          headers=exc.headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -113,4 +109,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(BundleError, _bundle_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    # Anything else is answered (and logged once) by middleware.ServiceMiddleware.

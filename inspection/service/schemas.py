@@ -80,7 +80,8 @@ class SkippedCheckPublic(BaseModel):
 
 class DecisionPublic(BaseModel):
     disposition: str = Field(description="restock | open_box | refurbish | liquidate | recycle | "
-                                         "manual_review (from the policy's rules)")
+                                         "manual_review (from the policy's rules), or "
+                                         "retake_photos when no photo is usable")
     refund: str = Field(description="approve | hold_for_review")
     rule: str
     reasons: list[str]

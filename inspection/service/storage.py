@@ -10,6 +10,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "HEIF": ".heic",
@@ -49,6 +50,16 @@ class PhotoStore:
 
     def remove(self, relative: str) -> None:
         self.path(relative).unlink(missing_ok=True)
+
+    def files(self) -> list[str]:
+        """Every stored photo, relative to the root (temporary files excluded)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(f"{path.parent.name}/{path.name}" for path in self.root.glob("*/*")
+                      if path.is_file() and not path.name.startswith(".partial-"))
+
+    def modified(self, relative: str) -> datetime:
+        return datetime.fromtimestamp(self.path(relative).stat().st_mtime, UTC)
 
     def clean_partials(self, older_than_s: float = 3600.0) -> int:
         """Remove temporary files a killed process left behind (a live writer's are younger)."""
