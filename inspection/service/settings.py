@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     max_full_decode_pixels: int = 24_000_000  # PNG, TIFF, WebP…: decoded in full, so tighter
     max_request_pixels: int = 64_000_000  # pixels actually decoded, summed over a request's photos
     migrate_on_start: bool = True
+    session_secret: str = ""  # signs /ui sessions; default: derived from the API keys
     retention_days: float | None = None  # `returns-inspect purge` deletes inspections older than this
 
     @property

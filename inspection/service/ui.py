@@ -29,9 +29,10 @@ from inspection.service.ui_auth import (
     SignInNeeded,
     forget_key,
     principal_for_key,
-    remember_key,
+    remember_session,
     safe_next,
     same_origin,
+    session_token,
     signed_in,
 )
 from inspection.service.ui_lookup import first_error, next_item, refusal, saved_notice, taxonomy_for
@@ -116,7 +117,8 @@ def login(request: Request, state: StateDep, api_key: Annotated[str, Form()] = "
     except SignInNeeded as exc:
         return login_page(request, exc.message or "Enter your API key.", exc.status)
     response = RedirectResponse(safe_next(next, ui_root(request)), status_code=303)
-    remember_key(response, key, ui_root(request), secure=request.url.scheme == "https")
+    remember_session(response, session_token(state, key), ui_root(request),
+                     secure=request.url.scheme == "https")
     return response
 
 
