@@ -55,7 +55,20 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
                 entry["content"] = reference
     schema["components"]["schemas"].pop("HTTPValidationError", None)
     schema["components"]["schemas"].pop("ValidationError", None)
+    for name, component in schema["components"]["schemas"].items():
+        if name.startswith("Body_"):
+            document_form_fields(component)
     return schema
+
+
+def document_form_fields(component: dict[str, Any]) -> None:
+    """A multipart field is sent or left out; it cannot be JSON null, so `X | None` is just X."""
+    for field in component.get("properties", {}).values():
+        variants = field.get("anyOf", [])
+        kept = [variant for variant in variants if variant.get("type") != "null"]
+        if variants and len(kept) == 1:
+            del field["anyOf"]
+            field.update(kept[0])
 
 
 def install_openapi(app: FastAPI) -> None:

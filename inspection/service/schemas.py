@@ -112,7 +112,8 @@ class InspectionResult(BaseModel):
 
 class ReviewBase(BaseModel):
     decision: Literal["confirm", "correct"]
-    labels: dict[Label, Annotated[list[Label], Field(max_length=MAX_LABELS_PER_HEAD)]] = Field(
+    # Head names are checked against the taxonomy (routes/review.py), so any string is schema-valid.
+    labels: dict[str, Annotated[list[Label], Field(max_length=MAX_LABELS_PER_HEAD)]] = Field(
         default_factory=dict, max_length=MAX_HEADS,
         description="corrected labels per head (e.g. {\"condition\": [\"C\"], \"damage\": "
                     "[\"scratch\"]}); heads left out keep the model's labels")
