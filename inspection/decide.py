@@ -9,13 +9,13 @@ table (tests/test_decide.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from inspection.errors import InputError
-from inspection.quality import QualityLimits
+from inspection.quality import PhotoQuality, QualityLimits
 from inspection.taxonomy import Taxonomy
 from inspection.yamlfile import read_yaml
 
@@ -78,9 +78,13 @@ def load_policy(path: str | Path | None = None) -> Policy:
 
 
 def threshold(card_thresholds: Mapping[str, Any], policy: Policy, key: str,
-              label: str | None = None) -> float | None:
-    """The threshold for `key` (a head, or a check like `low_confidence`), per label or category
-    where given. A fitted value in the card wins over the policy's default."""
+              label: str | None = None, fitted: float | None = None) -> float | None:
+    """The one rule for a threshold: `key` is a head or a check (`low_confidence`,
+    `item_mismatch`, `anomaly`), per label or category where given. A value fitted for this
+    very comparison (a SKU's reference, a category's detector) wins, then the card's
+    calibrated one, then the policy's default; None when none exists (the check cannot run)."""
+    if fitted is not None:
+        return float(fitted)
     for source in (card_thresholds, policy.thresholds):
         value = source.get(key)
         if isinstance(value, Mapping):
@@ -114,8 +118,10 @@ class ItemAssessment:
 
 
 def aggregate(photos: Sequence[Probabilities], taxonomy: Taxonomy, category: str | None,
-              card_thresholds: Mapping[str, Any], policy: Policy) -> ItemAssessment:
-    """Per-photo calibrated probabilities (usable photos only) -> one assessment of the item."""
+              card_thresholds: Mapping[str, Any], policy: Policy,
+              kit: Sequence[str] | None = None) -> ItemAssessment:
+    """Per-photo calibrated probabilities (usable photos only) -> one assessment of the item.
+    `kit` replaces the category's accessory kit (a catalog SKU's own kit)."""
     condition, confidence, condition_probs = _condition(photos, taxonomy, policy)
     damages = _max_per_label(photos, "damage")
     accessories = _max_per_label(photos, "accessories")
@@ -125,7 +131,8 @@ def aggregate(photos: Sequence[Probabilities], taxonomy: Taxonomy, category: str
                             for label in accessories}}
     found = {k: v for k, v in damages.items() if v >= used["damage"][k]}
     visible = {k: v for k, v in accessories.items() if v >= used["accessories"][k]}
-    missing = taxonomy.missing_accessories(category, set(visible)) if accessories else []
+    expected = list(kit) if kit is not None else list(taxonomy.kits.get(category or "", ()))
+    missing = [part for part in expected if part not in visible] if accessories else []
     return ItemAssessment(condition, confidence, condition_probs, damages, found, accessories,
                           visible, missing, used)
 
@@ -153,26 +160,95 @@ def _max_per_label(photos: Sequence[Probabilities], head: str) -> dict[str, floa
     return scores
 
 
+@dataclass(frozen=True)
+class Check:
+    """One measured score against its threshold. Every model-score flag is a failed Check, so
+    the direction of each comparison is written once, here."""
+
+    kind: str
+    score: float
+    threshold: float
+    worse: Literal["above", "below"]  # which side of the threshold raises the flag
+    reason: str
+    label: str | None = None
+    photo: int | None = None
+
+    @property
+    def fails(self) -> bool:
+        # at or above for scores of trouble; strictly below for scores of likeness/confidence
+        return self.score >= self.threshold if self.worse == "above" else self.score < self.threshold
+
+    def flag(self) -> Flag:
+        return Flag(self.kind, self.reason, self.score, self.threshold, self.label, self.photo)
+
+
+def raised(checks: Iterable[Check]) -> list[Flag]:
+    return [check.flag() for check in checks if check.fails]
+
+
 def assessment_flags(item: ItemAssessment, category: str | None,
                      card_thresholds: Mapping[str, Any], policy: Policy) -> list[Flag]:
-    """Flags that follow from the item's assessment alone (photo, mismatch and anomaly flags
-    are measured elsewhere and join these)."""
-    flags = [Flag("damage_found", f"{label.replace('_', ' ')} found with probability {score:.2f}",
-                  score, item.thresholds["damage"][label], label=label)
-             for label, score in sorted(item.found_damages.items(), key=lambda kv: -kv[1])]
+    """Flags that follow from the item's assessment alone: damage found, accessory missing,
+    low confidence (photo, likeness and anomaly flags are measured elsewhere and join these)."""
+    checks = [Check("damage_found", score, item.thresholds["damage"][label], "above",
+                    f"{label.replace('_', ' ')} found with probability {score:.2f}", label=label)
+              for label, score in sorted(item.damages.items(), key=lambda kv: -kv[1])]
     for part in item.missing_accessories:
         score = item.accessories.get(part, 0.0)
-        limit = item.thresholds["accessories"].get(part, 0.5)
-        flags.append(Flag("accessory_missing",
-                          f"{part.replace('_', ' ')} is part of the {category} kit but no photo "
-                          f"shows it (best probability {score:.2f})", score, limit, label=part))
+        kit_owner = f"the {category}" if category else "this SKU's"
+        checks.append(Check("accessory_missing", score,
+                            item.thresholds["accessories"].get(part, 0.5), "below",
+                            f"{part.replace('_', ' ')} is part of {kit_owner} kit but no photo "
+                            f"shows it (best probability {score:.2f})", label=part))
     low = threshold(card_thresholds, policy, "low_confidence", label="condition")
-    if item.condition is not None and low is not None and item.condition_confidence < low:
-        flags.append(Flag("low_confidence",
-                          f"condition grade {item.condition} has confidence "
-                          f"{item.condition_confidence:.2f}", item.condition_confidence, low,
-                          label=item.condition))
-    return flags
+    if item.condition is not None and low is not None:
+        checks.append(Check("low_confidence", item.condition_confidence, low, "below",
+                            f"condition grade {item.condition} has confidence "
+                            f"{item.condition_confidence:.2f}", label=item.condition))
+    return raised(checks)
+
+
+def quality_flags(qualities: Sequence[PhotoQuality]) -> list[Flag]:
+    """A photo the quality checks refused (two-sided exposure limits live in quality.py)."""
+    return [Flag("photo_unusable", f"photo {index + 1}: {check.reason}", check.value,
+                 check.threshold, label=check.name, photo=index)
+            for index, quality in enumerate(qualities) for check in quality.problems]
+
+
+@dataclass(frozen=True)
+class Likeness:
+    """How the photos compare with what the item should look like: the SKU's own reference
+    photos (basis `sku`) or the declared category's references and detector (`category`)."""
+
+    basis: Literal["sku", "category"]
+    subject: str  # for reasons: "SKU PHONE-X" or "a phone"
+    similarities: Sequence[float] | None = None  # per photo, to the nearest reference
+    similarity_threshold: float | None = None
+    anomaly_scores: Sequence[float] | None = None  # per photo, normalised
+    anomaly_threshold: float | None = None
+    closest: Sequence[int] | None = None  # per photo: the nearest reference photo (sku basis)
+    label: str | None = None  # the SKU, on its flags
+
+
+def likeness_flags(likeness: Likeness) -> list[Flag]:
+    """item_mismatch for the least alike photo, anomaly for every photo over the line."""
+    checks: list[Check] = []
+    sims, limit = likeness.similarities, likeness.similarity_threshold
+    if sims and limit is not None:
+        worst = min(range(len(sims)), key=lambda i: sims[i])
+        nearest = (f"reference photo {likeness.closest[worst] + 1}" if likeness.closest
+                   else "the nearest reference")
+        checks.append(Check("item_mismatch", sims[worst], limit, "below",
+                            f"photo {worst + 1} does not look like {likeness.subject} "
+                            f"(similarity {sims[worst]:.2f} to {nearest})",
+                            label=likeness.label, photo=worst))
+    scores, limit = likeness.anomaly_scores, likeness.anomaly_threshold
+    if scores is not None and limit is not None:
+        checks += [Check("anomaly", score, limit, "above",
+                         f"photo {i + 1} has a region unlike any good photo of "
+                         f"{likeness.subject} (anomaly score {score:.2f})",
+                         label=likeness.label, photo=i) for i, score in enumerate(scores)]
+    return raised(checks)
 
 
 @dataclass(frozen=True)

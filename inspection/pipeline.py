@@ -15,13 +15,17 @@ from typing import Any
 
 import numpy as np
 
+from inspection.catalog import SkuComparison, SkuEntry, views_of
 from inspection.decide import (
     Flag,
     ItemAssessment,
+    Likeness,
     Policy,
     aggregate,
     assessment_flags,
     decide,
+    likeness_flags,
+    quality_flags,
     threshold,
 )
 from inspection.engine import PhotoPrediction
@@ -60,48 +64,107 @@ def decode_uploads(uploads: Sequence[Upload], min_side: int, max_pixels: int = D
 
 def inspect_item(model: LoadedModel, policy: Policy, uploads: Sequence[Upload],
                  category: str | None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 sku: SkuEntry | None = None,
                  max_full_pixels: int = DEFAULT_MAX_FULL_PIXELS) -> ItemScore:
+    """Score one item. With a `sku` whose reference was built by this model, the photos are
+    compared with that SKU's reference photos instead of the category's."""
     started = time.perf_counter()
+    category = category or (sku.category if sku else None)
     decoded = decode_uploads(uploads, model.engine.input_size, max_pixels, max_full_pixels)
     decoded_at = time.perf_counter()
     predictions = model.engine.predict([photo.rgb for photo in decoded])
-    anomaly = _anomaly(model, category, predictions)
+    catalog = _sku_comparison(sku, predictions)
+    anomaly = None if catalog else _anomaly(model, category, predictions)
     inferred_at = time.perf_counter()
     qualities = [assess_quality(p.rgb, p.original_size, policy.quality) for p in decoded]
     if not any(quality.usable for quality in qualities):
         timings = {"decode_ms": _ms(started, decoded_at), "inference_ms": _ms(decoded_at, inferred_at)}
-        return _retake(model, uploads, decoded, qualities, predictions, category, timings, started)
+        return _retake(model, uploads, decoded, qualities, predictions, category, sku, timings,
+                       started)
     usable = [i for i, quality in enumerate(qualities) if quality.usable]
     card_thresholds = model.card.thresholds
     item = aggregate([predictions[i].probabilities for i in usable], model.engine.taxonomy,
-                     category, card_thresholds, policy)
-    similarities = _similarities(model, category, predictions)
+                     category, card_thresholds, policy, kit=sku.accessory_kit if sku else None)
+    similarities = catalog.similarities if catalog else _similarities(model, category, predictions)
+    likeness = _likeness(sku, catalog, category, similarities, anomaly, card_thresholds, policy)
     flags = [*_locate(assessment_flags(item, category, card_thresholds, policy), predictions, usable),
-             *_quality_flags(qualities),
-             *_mismatch_flags(similarities, category, card_thresholds, policy),
-             *_anomaly_flags(anomaly)]
+             *quality_flags(qualities), *(likeness_flags(likeness) if likeness else [])]
     decision = decide(item, flags, policy)
     timings = {"decode_ms": _ms(started, decoded_at), "inference_ms": _ms(decoded_at, inferred_at),
                "total_ms": _ms(started, time.perf_counter())}
+    scores = catalog.anomaly_scores if catalog else (anomaly[0] if anomaly else None)
+    maps = catalog.anomaly_maps if catalog else (anomaly[1] if anomaly else None)
     photos = [_photo_result(i, uploads[i], decoded[i], qualities[i], predictions[i],
                             similarities[i] if similarities else None,
-                            anomaly[0][i] if anomaly else None)
+                            scores[i] if scores else None,
+                            catalog.closest[i] if catalog else None, sku)
               for i in range(len(decoded))]
     result = {
         "category": category,
         "photos": photos,
         "item": _item_dict(item, usable),
         "flags": [flag_dict(flag) for flag in flags],
-        "skipped_checks": _skipped(model, category, similarities is not None, anomaly is not None),
+        "skipped_checks": _skipped(model, category, similarities is not None, scores is not None,
+                                   sku),
+        "comparison": _comparison_dict(sku, catalog, likeness),
         "decision": {"disposition": decision.disposition, "refund": decision.refund,
                      "rule": decision.rule, "reasons": list(decision.reasons)},
         "model": {"name": model.card.name, "version": model.card.version,
                   "model_id": model.card.model_id},
         "timings": timings,
     }
-    maps = [_stored_maps(p, model.engine.taxonomy, anomaly[1][i] if anomaly else None)
-            for i, p in enumerate(predictions)]
-    return ItemScore(result=result, flags=flags, photo_maps=maps, decoded=decoded)
+    stored = [_stored_maps(p, model.engine.taxonomy, maps[i] if maps else None)
+              for i, p in enumerate(predictions)]
+    return ItemScore(result=result, flags=flags, photo_maps=stored, decoded=decoded)
+
+
+def _sku_comparison(sku: SkuEntry | None, predictions: Sequence[PhotoPrediction]
+                    ) -> SkuComparison | None:
+    if sku is None or sku.reference is None:
+        return None
+    embeddings = [p.embedding for p in predictions]
+    features = [p.patch_features for p in predictions]
+    if any(e is None for e in embeddings) or any(f is None for f in features):
+        return None
+    return sku.reference.compare(views_of(embeddings, features))  # type: ignore[arg-type]
+
+
+def _likeness(sku: SkuEntry | None, catalog: SkuComparison | None, category: str | None,
+              similarities: list[float] | None,
+              anomaly: tuple[list[float], list[np.ndarray | None], float] | None,
+              card_thresholds: dict[str, Any], policy: Policy) -> Likeness | None:
+    """What the photos were compared with: the SKU's references replace the category's."""
+    if sku is not None and catalog is not None and sku.reference is not None:
+        fitted = sku.reference.thresholds
+        return Likeness("sku", f"SKU {sku.sku}", catalog.similarities,
+                        threshold(card_thresholds, policy, "item_mismatch", fitted=fitted.similarity),
+                        catalog.anomaly_scores,
+                        threshold(card_thresholds, policy, "anomaly", fitted=fitted.anomaly),
+                        closest=catalog.closest, label=sku.sku)
+    if similarities is None and anomaly is None:
+        return None
+    return Likeness("category", f"a {category}", similarities,
+                    threshold(card_thresholds, policy, "item_mismatch", category),
+                    anomaly[0] if anomaly else None,
+                    threshold(card_thresholds, policy, "anomaly", category,
+                              fitted=anomaly[2] if anomaly else None))
+
+
+def _comparison_dict(sku: SkuEntry | None, catalog: SkuComparison | None,
+                     likeness: Likeness | None) -> dict[str, Any]:
+    """Which comparison ran, and for a SKU the reference photo closest to the least alike photo."""
+    basis = likeness.basis if likeness else "none"
+    answer: dict[str, Any] = {"basis": basis, "sku": sku.sku if sku else None,
+                              "note": sku.note if sku and basis != "sku" else "",
+                              "closest_reference": None,
+                              "similarity_threshold": likeness.similarity_threshold if likeness else None,
+                              "anomaly_threshold": likeness.anomaly_threshold if likeness else None}
+    if catalog is not None:
+        photo = int(np.argmin(catalog.similarities))
+        answer["closest_reference"] = {"photo": photo, "reference": catalog.closest[photo],
+                                       "similarity": catalog.similarities[photo],
+                                       "sha256": _reference_sha(sku, catalog.closest[photo])}
+    return answer
 
 
 RETAKE = "retake_photos"  # not a disposition: nothing is decided about the item yet
@@ -109,14 +172,16 @@ RETAKE = "retake_photos"  # not a disposition: nothing is decided about the item
 
 def _retake(model: LoadedModel, uploads: Sequence[Upload], decoded: list[DecodedPhoto],
             qualities: list[PhotoQuality], predictions: Sequence[PhotoPrediction],
-            category: str | None, timings: dict[str, float], started: float) -> ItemScore:
+            category: str | None, sku: SkuEntry | None, timings: dict[str, float],
+            started: float) -> ItemScore:
     """No usable photo: the only answer is "retake the photos" and why. No grade, damage,
     missing accessory or disposition is derived from what the model saw in a black frame or a
     1-pixel image (the per-photo probabilities stay, for the record)."""
-    flags = _quality_flags(qualities)
+    flags = quality_flags(qualities)
     photos = []
     for i in range(len(decoded)):
-        photo = _photo_result(i, uploads[i], decoded[i], qualities[i], predictions[i], None, None)
+        photo = _photo_result(i, uploads[i], decoded[i], qualities[i], predictions[i], None, None,
+                              None, sku)
         photos.append({**photo, "condition": None, "damages": {}, "accessories": {}})
     elapsed = _ms(started, time.perf_counter())
     result: dict[str, Any] = {
@@ -128,6 +193,7 @@ def _retake(model: LoadedModel, uploads: Sequence[Upload], decoded: list[Decoded
         "skipped_checks": [{"kind": kind, "reason": "no usable photo"}
                            for kind in ("condition", "damage", "accessories", "item_mismatch",
                                         "anomaly")],
+        "comparison": _comparison_dict(sku, None, None),
         "decision": {"disposition": RETAKE, "refund": "hold_for_review", "rule": "no_usable_photo",
                      "reasons": [flag.reason for flag in flags]},
         "model": {"name": model.card.name, "version": model.card.version,
@@ -148,13 +214,16 @@ def _item_dict(item: ItemAssessment, usable: list[int]) -> dict[str, Any]:
 
 
 def _skipped(model: LoadedModel, category: str | None, mismatch_ran: bool,
-             anomaly_ran: bool) -> list[dict[str, str]]:
+             anomaly_ran: bool, sku: SkuEntry | None) -> list[dict[str, str]]:
     """Checks that could not run, and why: a check never passes silently by not running."""
-    skipped = [{"kind": kind, "reason": why} for kind, why in model.unavailable.items()]
+    skipped = []
     for kind, ran, what in (("item_mismatch", mismatch_ran, "reference photos"),
                             ("anomaly", anomaly_ran, "anomaly detector")):
-        if not ran and kind not in model.unavailable:
-            skipped.append({"kind": kind, "reason": f"no {what} for category {category!r}"})
+        if not ran:
+            why = model.unavailable.get(kind) or f"no {what} for category {category!r}"
+            skipped.append({"kind": kind, "reason": why})
+    if sku is not None and sku.registered and sku.reference is None:
+        skipped.append({"kind": "catalog", "reason": sku.note})
     return skipped
 
 
@@ -178,7 +247,8 @@ def _ms(start: float, end: float) -> float:
 
 def _photo_result(index: int, upload: Upload, photo: DecodedPhoto, quality: PhotoQuality,
                   prediction: PhotoPrediction, similarity: float | None,
-                  anomaly_score: float | None) -> dict[str, Any]:
+                  anomaly_score: float | None, closest: int | None,
+                  sku: SkuEntry | None) -> dict[str, Any]:
     probabilities = prediction.probabilities
     condition = None
     if "condition" in probabilities:
@@ -193,13 +263,16 @@ def _photo_result(index: int, upload: Upload, photo: DecodedPhoto, quality: Phot
         "accessories": probabilities.get("accessories", {}),
         "probabilities": probabilities,
         "item_similarity": similarity, "anomaly_score": anomaly_score,
+        "closest_reference": closest,
+        "closest_reference_sha256": _reference_sha(sku, closest),
     }
 
 
-def _quality_flags(qualities: Sequence[PhotoQuality]) -> list[Flag]:
-    return [Flag("photo_unusable", f"photo {index + 1}: {check.reason}", check.value,
-                 check.threshold, label=check.name, photo=index)
-            for index, quality in enumerate(qualities) for check in quality.problems]
+def _reference_sha(sku: SkuEntry | None, index: int | None) -> str | None:
+    """The reference photo's sha256: evidence that outlives a replaced set of photos."""
+    if sku is None or index is None or index >= len(sku.photo_sha256):
+        return None
+    return sku.photo_sha256[index]
 
 
 def _similarities(model: LoadedModel, category: str | None,
@@ -213,19 +286,6 @@ def _similarities(model: LoadedModel, category: str | None,
     return [model.references.similarity(category, e) for e in embeddings if e is not None]
 
 
-def _mismatch_flags(similarities: list[float] | None, category: str | None,
-                    card_thresholds: dict[str, Any], policy: Policy) -> list[Flag]:
-    limit = threshold(card_thresholds, policy, "item_mismatch", category)
-    if similarities is None or limit is None:
-        return []
-    worst = int(np.argmin(similarities))
-    if similarities[worst] >= limit:
-        return []
-    reason = (f"photo {worst + 1} does not look like a {category} (similarity "
-              f"{similarities[worst]:.2f} to the nearest reference)")
-    return [Flag("item_mismatch", reason, similarities[worst], limit, photo=worst)]
-
-
 def _anomaly(model: LoadedModel, category: str | None, predictions: Sequence[PhotoPrediction]
              ) -> tuple[list[float], list[np.ndarray | None], float] | None:
     """(scores, maps, threshold) from the bundle's detector for this category, if any."""
@@ -236,15 +296,6 @@ def _anomaly(model: LoadedModel, category: str | None, predictions: Sequence[Pho
     if outcome is None:
         return None
     return [float(s) for s in outcome.scores], list(outcome.maps), float(outcome.threshold)
-
-
-def _anomaly_flags(anomaly: tuple[list[float], list[np.ndarray | None], float] | None) -> list[Flag]:
-    if anomaly is None:
-        return []
-    scores, _, limit = anomaly
-    return [Flag("anomaly", f"photo {i + 1} is unlike the good photos of this category "
-                 f"(anomaly score {score:.2f})", score, limit, photo=i)
-            for i, score in enumerate(scores) if score >= limit]
 
 
 def _stored_maps(prediction: PhotoPrediction, taxonomy: Taxonomy,

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from conftest import API_KEYS, KEYS, empty_postgres, encode, error_of, textured_photo
@@ -108,6 +109,12 @@ def raw_upload(h: Hostile, filename: bytes) -> Any:
             + b"\"\r\nContent-Type: image/jpeg\r\n\r\n" + jpeg() + b"\r\n--b0undary--\r\n")
     return h.client.post("/v1/inspections", content=body, headers={
         **key("station"), "Content-Type": "multipart/form-data; boundary=b0undary"})
+
+
+def put_sku(h: Hostile, sku: str, **form: str) -> Any:
+    return h.client.put(f"/v1/catalog/{quote(sku, safe='')}", headers=key("admin"),
+                        files=[("photos", ("p.jpg", jpeg(), "image/jpeg"))],
+                        data={"category": "phone", **form})
 
 
 def inspection_form(**kwargs: Any) -> Case:
@@ -235,6 +242,16 @@ CASES: dict[str, tuple[Case, int]] = {
     "reload by an operator": (lambda h: h.client.post("/v1/models/reload", headers=key("operator")), 403),
     "models/current by a station": (get("/v1/models/current", role="station"), 403),
     "models/current by an operator": (get("/v1/models/current", role="operator"), 403),
+    # --- /v1/catalog (issue 8) -----------------------------------------------------------------
+    "catalog sku NUL": (lambda h: put_sku(h, f"S{NUL}1"), 422),
+    "catalog sku 201 chars": (lambda h: put_sku(h, "S" * 201), 422),
+    "catalog sku control char": (lambda h: put_sku(h, "S\x1b1"), 422),
+    "catalog display_name NUL": (lambda h: put_sku(h, "SKU-1", display_name=f"a{NUL}"), 422),
+    "catalog accessory_kit NUL": (lambda h: put_sku(h, "SKU-1", accessory_kit=f"charger{NUL}"), 422),
+    "catalog category NUL": (lambda h: put_sku(h, "SKU-1", category=f"phone{NUL}"), 422),
+    "catalog get sku NUL": (get("/v1/catalog/a%00b"), 404),
+    "catalog get photo NUL": (get("/v1/catalog/a%00b/photos/0"), 404),
+    "catalog delete sku NUL": (lambda h: h.client.delete("/v1/catalog/a%00b", headers=key("admin")), 404),
     # --- HTTP -------------------------------------------------------------------------------------
     "DELETE an inspection": (lambda h: h.client.delete(f"/v1/inspections/{h.ids.inspection}",
                                                        headers=key("admin")), 405),
@@ -256,7 +273,7 @@ def test_hostile_request_is_a_4xx_with_the_error_body(hostile: Hostile, name: st
 
 def test_a_405_says_what_is_allowed(hostile: Hostile) -> None:
     answer = hostile.client.delete(f"/v1/inspections/{hostile.ids.inspection}", headers=key("admin"))
-    assert answer.status_code == 405 and answer.headers["allow"] == "GET"
+    assert answer.status_code == 405 and answer.headers["allow"] == "GET, HEAD"
 
 
 def test_a_failed_request_leaves_no_photo_behind(hostile: Hostile) -> None:

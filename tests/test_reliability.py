@@ -223,3 +223,55 @@ def test_purge_needs_a_retention_period(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert cli_main(["purge", "--data-dir", str(tmp_path)]) == 2
     assert "--older-than-days" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "inspection.db")
+
+
+# --- item 5: a failed request leaves nothing behind -----------------------------------------
+
+def photo_files(root: Path) -> set[str]:
+    return {str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()}
+
+
+def test_a_failed_commit_leaves_no_photo_behind(client: Any, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    photos = tmp_path / "data" / "photos"
+    kept = encode(textured_photo(seed=11))
+    assert submit(client, [kept]).status_code == 201
+    before = photo_files(photos)
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the database refused the row")
+    monkeypatch.setattr("inspection.service.crud.save_inspection", refuse)
+    answer = submit(client, [encode(textured_photo(seed=12)), kept])
+    assert answer.status_code == 500
+    assert photo_files(photos) == before  # the new photo is gone, the shared one stays
+
+
+def test_half_written_photos_of_a_killed_process_are_cleaned_at_start(
+        make_app: Any, cracked_bundle: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "data" / "photos" / "ab"
+    folder.mkdir(parents=True)
+    stale, fresh = folder / ".partial-stale", folder / ".partial-fresh"
+    for path in (stale, fresh):
+        path.write_bytes(b"half a photo")
+    os.utime(stale, (0, 0))  # written long ago: its writer is gone
+    make_app(cracked_bundle)
+    assert not stale.exists() and fresh.exists()  # a live writer's file is left alone
+
+
+def test_an_unexpected_error_is_answered_not_re_raised_to_the_server(
+        cracked_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server (uvicorn) logs whatever the app re-raises: a 500 re-raised after being answered
+    was logged twice. raise_server_exceptions=True makes the test client raise it instead."""
+    from conftest import API_KEYS
+    from fastapi.testclient import TestClient
+
+    from inspection.service.app import create_app
+    from inspection.service.settings import Settings
+
+    def explode(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("boom")
+    monkeypatch.setattr("inspection.service.crud.review_queue", explode)
+    settings = Settings(data_dir=tmp_path / "d", bundle_dir=cracked_bundle, api_keys=API_KEYS)
+    with TestClient(create_app(settings), raise_server_exceptions=True) as strict:
+        answer = strict.get("/v1/review-queue", headers=headers("operator"))
+    assert answer.status_code == 500 and error_of(answer)["code"] == "internal_error"

@@ -21,7 +21,7 @@ from inspection.service.limits import BodySizeLimit
 from inspection.service.metrics import ServiceMetrics
 from inspection.service.middleware import ServiceMiddleware
 from inspection.service.openapi import install_openapi
-from inspection.service.routes import health, inspections, models, review
+from inspection.service.routes import catalog, health, inspections, models, review
 from inspection.service.runtime import ModelHolder
 from inspection.service.settings import Settings
 from inspection.service.storage import PhotoStore
@@ -54,7 +54,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             log.error("no model loaded: %s", exc)
     if model := state.holder.current:
         state.metrics.set_model(model.card.name, model.card.version, model.card.model_id)
+        state.catalog_rebuild.start(state.sessions, state.store, model)
     yield
+    state.catalog_rebuild.stop()
     state.db_engine.dispose()
 
 
@@ -69,7 +71,8 @@ def create_app(settings: Settings | None = None, model: LoadedModel | None = Non
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_total_bytes)
     # Outermost: counts what BodySizeLimit refuses too, and catches what escapes everything.
     app.add_middleware(ServiceMiddleware, metrics=app.state.service.metrics)
-    for router in (health.router, inspections.router, review.router, models.router, ui.router):
+    for router in (health.router, inspections.router, review.router, models.router,
+                   catalog.router, ui.router):
         app.include_router(router)
     install_openapi(app)
     return app

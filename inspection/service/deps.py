@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from inspection.decide import Policy
 from inspection.loaded_model import LoadedModel
+from inspection.service.catalog_rebuild import Rebuilder
+from inspection.service.catalog_store import ReferenceCache
 from inspection.service.errors import Forbidden, NotReady, Unauthorized
 from inspection.service.metrics import ServiceMetrics
 from inspection.service.runtime import ModelHolder
@@ -35,6 +37,8 @@ class ServiceState:
     store: PhotoStore
     db_engine: Engine | None = None
     sessions: sessionmaker[Session] | None = None
+    catalog_cache: ReferenceCache = field(default_factory=ReferenceCache)
+    catalog_rebuild: Rebuilder = field(default_factory=Rebuilder)
 
 
 def get_state(request: Request) -> ServiceState:
@@ -93,6 +97,7 @@ def require_roles(*roles: str) -> Callable[[Principal], Principal]:
 SessionDep = Annotated[Session, Depends(get_session)]
 EngineDep = Annotated[LoadedModel, Depends(get_model)]
 SubmitterDep = Annotated[Principal, Depends(require_roles("station", "customer", "admin"))]
+StaffDep = Annotated[Principal, Depends(require_roles("station", "operator", "admin"))]
 OperatorDep = Annotated[Principal, Depends(require_roles("operator", "admin"))]
 AdminDep = Annotated[Principal, Depends(require_roles("admin"))]
 

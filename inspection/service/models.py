@@ -10,7 +10,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -119,3 +130,52 @@ class IdempotencyKey(Base):
     inspection_id: Mapped[str] = mapped_column(ForeignKey("inspections.id", ondelete="CASCADE"),
                                                index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CatalogSku(Base):
+    """A SKU's catalog entry (issue 8). `revision` grows with every new set of reference photos;
+    a built reference counts only for the revision it was built from."""
+
+    __tablename__ = "catalog_skus"
+
+    sku: Mapped[str] = mapped_column(String(200), primary_key=True)
+    category: Mapped[str | None] = mapped_column(String(100))
+    display_name: Mapped[str | None] = mapped_column(String(300))
+    accessory_kit: Mapped[list[str] | None] = mapped_column(JSON)
+    revision: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    photos: Mapped[list[CatalogPhoto]] = relationship(order_by="CatalogPhoto.index",
+                                                      cascade="all, delete-orphan")
+    references: Mapped[list[CatalogReference]] = relationship(cascade="all, delete-orphan")
+
+
+class CatalogPhoto(Base):
+    __tablename__ = "catalog_photos"
+    __table_args__ = (UniqueConstraint("sku", "index", name="uq_catalog_photos_sku_index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sku: Mapped[str] = mapped_column(ForeignKey("catalog_skus.sku", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(300))  # in the photo store
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    filename: Mapped[str | None] = mapped_column(String(300))
+
+
+class CatalogReference(Base):
+    """A SKU's reference as built by one model (inspection.catalog.SkuReference, serialised)."""
+
+    __tablename__ = "catalog_references"
+    __table_args__ = (UniqueConstraint("sku", "model_id", name="uq_catalog_references_sku_model"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sku: Mapped[str] = mapped_column(ForeignKey("catalog_skus.sku", ondelete="CASCADE"), index=True)
+    model_id: Mapped[str] = mapped_column(String(200), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    built_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    build_ms: Mapped[float] = mapped_column(Float)
+    thresholds: Mapped[dict[str, Any]] = mapped_column(JSON)
+    bank_size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)  # read only to build the cache

@@ -62,13 +62,17 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def document_form_fields(component: dict[str, Any]) -> None:
-    """A multipart field is sent or left out; it cannot be JSON null, so `X | None` is just X."""
-    for field in component.get("properties", {}).values():
+    """A multipart field is sent or left out: it cannot be JSON null, so `X | None` is just X,
+    and a required list of zero parts is no field at all, so it has at least one item."""
+    required = set(component.get("required", []))
+    for name, field in component.get("properties", {}).items():
         variants = field.get("anyOf", [])
         kept = [variant for variant in variants if variant.get("type") != "null"]
         if variants and len(kept) == 1:
             del field["anyOf"]
             field.update(kept[0])
+        if name in required and field.get("type") == "array":
+            field.setdefault("minItems", 1)
 
 
 def install_openapi(app: FastAPI) -> None:

@@ -46,6 +46,9 @@ class PhotoPublic(BaseModel):
     item_similarity: float | None = Field(
         description="cosine similarity to the declared category's nearest reference")
     anomaly_score: float | None
+    closest_reference: int | None = Field(
+        None, description="index of the SKU's reference photo most like this one (catalog)")
+    closest_reference_sha256: str | None = Field(None, description="that photo's sha256")
 
 
 class DamagePublic(BaseModel):
@@ -65,7 +68,9 @@ class ItemPublic(BaseModel):
 
 class FlagPublic(BaseModel):
     kind: str = Field(description="damage_found | accessory_missing | low_confidence | "
-                                  "photo_unusable | item_mismatch | anomaly")
+                                  "photo_unusable | item_mismatch | anomaly (item_mismatch and "
+                                  "anomaly found against a SKU's catalog photos carry the SKU "
+                                  "as `label`)")
     reason: str
     score: float = Field(description="the score that raised it")
     threshold: float
@@ -99,12 +104,33 @@ class TimingsPublic(BaseModel):
     total_ms: float
 
 
+class ClosestReferencePublic(BaseModel):
+    photo: int = Field(description="the returned photo least like the SKU's references")
+    reference: int = Field(description="index of its closest reference photo "
+                                       "(GET /v1/catalog/{sku}/photos/{reference})")
+    similarity: float
+    sha256: str | None = Field(None, description="of that reference photo, as evidence: the SKU's "
+                                                 "photos may be replaced later")
+
+
+class ComparisonPublic(BaseModel):
+    basis: Literal["sku", "category", "none"] = Field(
+        description="what the photos were compared with: the SKU's reference photos, the "
+                    "category's references and detector, or nothing")
+    sku: str | None
+    note: str = Field("", description="why a declared SKU's references were not used")
+    closest_reference: ClosestReferencePublic | None = None
+    similarity_threshold: float | None = None
+    anomaly_threshold: float | None = None
+
+
 class InspectionResult(BaseModel):
     category: str | None
     photos: list[PhotoPublic]
     item: ItemPublic
     flags: list[FlagPublic]
     skipped_checks: list[SkippedCheckPublic]
+    comparison: ComparisonPublic | None = None
     decision: DecisionPublic
     model: ModelPublic
     timings: TimingsPublic
@@ -174,3 +200,46 @@ class ModelStatus(BaseModel):
     model_id: str
     bundle: str
     checks_unavailable: dict[str, str]
+
+
+class CatalogPhotoPublic(BaseModel):
+    index: int
+    filename: str | None
+    sha256: str
+    url: str
+
+
+class CatalogReferencePublic(BaseModel):
+    model_id: str
+    revision: int = Field(description="the set of photos it was built from")
+    built_at: datetime
+    build_ms: float
+    bank_size: int = Field(description="patch memory rows (coreset)")
+    thresholds: dict[str, object] = Field(
+        description="similarity and anomaly thresholds fitted leave-one-out, their target")
+    current: bool = Field(description="built by the served model from the current photos")
+
+
+class CatalogSkuPublic(BaseModel):
+    sku: str
+    category: str | None
+    display_name: str | None
+    accessory_kit: list[str] | None
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+    status: Literal["ready", "building"] = Field(
+        description="ready: the served model's reference exists; building: being rebuilt")
+    photo_count: int
+    photos: list[CatalogPhotoPublic]
+    references: list[CatalogReferencePublic]
+    thresholds: dict[str, object] | None
+
+
+class CatalogRegistered(CatalogSkuPublic):
+    left_out: list[dict[str, object]] = Field(
+        default_factory=list, description="photos refused as unusable, with the reasons")
+
+
+class CatalogList(BaseModel):
+    items: list[CatalogSkuPublic]

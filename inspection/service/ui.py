@@ -21,7 +21,7 @@ from inspection.service import crud, ui_views
 from inspection.service.deps import ServiceState, SessionDep, StateDep, get_model
 from inspection.service.errors import ApiError, Forbidden
 from inspection.service.models import Inspection
-from inspection.service.routes import inspections, review
+from inspection.service.routes import catalog, inspections, review
 from inspection.service.schemas import ReviewCreate
 from inspection.service.settings import Principal
 from inspection.service.ui_auth import (
@@ -166,8 +166,9 @@ def item_page(request: Request, state: ServiceState, session: Session, row: Insp
         "principal": caller, "item": result, "query": query, "error": error, "notice": notice,
         "queue_url": root_url + "/" + query,
         "next_url": f"{root_url}/items/{following}{query}" if following else None,
-        "overlays": overlays, "active_overlay": overlays[0].label if overlays else "",
-        "photos": ui_views.photo_views(result, f"{root_url}/items/{row.id}", overlays),
+        "overlays": overlays, "active_overlay": ui_views.first_overlay(overlays, result),
+        "photos": ui_views.photo_views(result, f"{root_url}/items/{row.id}", overlays,
+                                       catalog_url=f"{root_url}/catalog-photos"),
         "heads": ui_views.head_choices(result, taxonomy_for(state), result["review"]),
         "dispositions": ui_views.dispositions(state.policy, row.disposition),
     }, status)
@@ -251,3 +252,13 @@ def heatmap(request: Request, inspection_id: InspectionId, n: int, label: str, s
     if isinstance(caller, Response):
         return Response(status_code=caller.status_code)
     return inspections.read_heatmap(inspection_id, n, caller, session, state.store, label)
+
+
+@router.get("/catalog-photos/{sha256}")
+def catalog_photo(request: Request, sha256: str, state: StateDep, session: SessionDep) -> Response:
+    """The catalog photo a returned one was compared with, by content: a SKU whose photos were
+    replaced since shows nothing rather than another photo."""
+    caller = ui_caller(state, request)
+    if isinstance(caller, Response):
+        return Response(status_code=caller.status_code)
+    return catalog.reference_photo_by_sha(sha256, session, state.store)

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from inspection.decide import Policy
 from inspection.service.validation import allowed_dispositions
@@ -65,6 +65,15 @@ def overlay_choices(flags: Sequence[Mapping[str, Any]]) -> list[Overlay]:
     return [Overlay(label, human(label)) for label in labels]
 
 
+def first_overlay(overlays: Sequence[Overlay], result: Mapping[str, Any]) -> str:
+    """The heatmap shown at first: against a SKU's catalog photos, the anomaly map (the region
+    unlike the catalog is the point of the side-by-side view); else the first flagged label."""
+    labels = [overlay.label for overlay in overlays]
+    if "anomaly" in labels and (result.get("comparison") or {}).get("basis") == "sku":
+        return "anomaly"
+    return labels[0] if labels else ""
+
+
 @dataclass(frozen=True)
 class PhotoView:
     number: int  # 1-based, as operators count
@@ -77,9 +86,32 @@ class PhotoView:
     problems: list[str]
     raised: list[str]
     overlays: list[Overlay]
+    reference: ReferenceView | None = None
 
 
-def photo_views(result: Mapping[str, Any], base_url: str, overlays: Sequence[Overlay]) -> list[PhotoView]:
+@dataclass(frozen=True)
+class ReferenceView:
+    """The SKU's catalog photo closest to a returned photo, shown beside it."""
+
+    url: str
+    number: int  # 1-based
+    similarity: float | None
+    threshold: float | None
+
+
+def reference_view(result: Mapping[str, Any], photo: Mapping[str, Any],
+                   catalog_url: str | None) -> ReferenceView | None:
+    comparison = result.get("comparison") or {}
+    index, sha256 = photo.get("closest_reference"), photo.get("closest_reference_sha256")
+    if catalog_url is None or comparison.get("basis") != "sku" or index is None or not sha256:
+        return None
+    url = f"{catalog_url}/{quote(str(sha256), safe='')}"  # the very photo compared, by content
+    return ReferenceView(url, index + 1, photo.get("item_similarity"),
+                         comparison.get("similarity_threshold"))
+
+
+def photo_views(result: Mapping[str, Any], base_url: str, overlays: Sequence[Overlay],
+                catalog_url: str | None = None) -> list[PhotoView]:
     views = []
     for photo in result["photos"]:
         index = photo["index"]
@@ -95,6 +127,7 @@ def photo_views(result: Mapping[str, Any], base_url: str, overlays: Sequence[Ove
             raised=raised,
             overlays=[Overlay(o.label, o.title, f"{url}/heatmap?{urlencode({'label': o.label})}")
                       for o in overlays if o.label != "anomaly" or photo.get("anomaly_score") is not None],
+            reference=reference_view(result, photo, catalog_url),
         ))
     return views
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from inspection.images import decode_photo
 from inspection.pipeline import ItemScore, Upload, inspect_item, photo_where
-from inspection.service import crud, idempotency
+from inspection.service import catalog_store, crud, idempotency
 from inspection.service.deps import (
     EngineDep,
     MetricsDep,
@@ -24,6 +24,7 @@ from inspection.service.deps import (
     PrincipalDep,
     SessionDep,
     SettingsDep,
+    StateDep,
     StoreDep,
     SubmitterDep,
 )
@@ -58,7 +59,8 @@ MEDIA_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
                                              "Idempotency-Key was used for another request"}})
 def create_inspection(
     caller: SubmitterDep, model: EngineDep, session: SessionDep, settings: SettingsDep,
-    policy: PolicyDep, store: StoreDep, metrics: MetricsDep, response: Response,
+    policy: PolicyDep, store: StoreDep, metrics: MetricsDep, state: StateDep,
+    response: Response,
     photos: Annotated[list[UploadFile], File(description="1-8 photos of the item (JPEG, PNG, HEIC…)",
                                              min_length=1, max_length=MAX_PHOTOS_DOCUMENTED)],
     return_id: ReturnIdForm,
@@ -76,8 +78,9 @@ def create_inspection(
     if idempotency_key and (earlier := idempotency.earlier_inspection(
             session, caller, idempotency_key, fingerprint)):
         return _replay(session, earlier, caller, response)
-    score = inspect_item(model, policy, uploads, category, settings.max_pixels,
-                         settings.max_full_decode_pixels)
+    entry = catalog_store.entry_for(session, sku, model, state.catalog_cache) if sku else None
+    score = inspect_item(model, policy, uploads, category, settings.max_pixels, sku=entry,
+                         max_full_pixels=settings.max_full_decode_pixels)
     score.result["timings"]["total_ms"] = round((time.perf_counter() - started) * 1000.0, 2)
     try:
         row = _store(session, store, score, uploads, fields, caller, idempotency_key, fingerprint)
@@ -138,10 +141,12 @@ def _known_category(category: str | None, categories: list[str]) -> str | None:
     return category
 
 
-def _read_uploads(photos: list[UploadFile], settings: Settings, min_side: int) -> list[Upload]:
-    if not 1 <= len(photos) <= settings.max_photos:
-        raise Unprocessable(f"send 1 to {settings.max_photos} photos of one item, got {len(photos)}",
-                            "photos")
+def _read_uploads(photos: list[UploadFile], settings: Settings, min_side: int,
+                  max_photos: int | None = None) -> list[Upload]:
+    """Bytes, filename, pixel and per-request decoding limits, checked before anything decodes."""
+    max_photos = max_photos or settings.max_photos
+    if not 1 <= len(photos) <= max_photos:
+        raise Unprocessable(f"send 1 to {max_photos} photos of one item, got {len(photos)}", "photos")
     uploads, costs = [], []
     for index, photo in enumerate(photos):
         data = photo.file.read(settings.max_photo_bytes + 1)  # never more than the limit allows

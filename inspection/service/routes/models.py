@@ -39,4 +39,6 @@ def reload_model(caller: AdminDep, state: StateDep,
         raise
     state.metrics.reloads.labels("ok").inc()
     state.metrics.set_model(model.card.name, model.card.version, model.card.model_id)
+    if state.sessions is not None:  # the catalog follows the model (catalog_rebuild.py)
+        state.catalog_rebuild.start(state.sessions, state.store, model)
     return model_status(model, state.holder.bundle_dir)
