@@ -42,15 +42,17 @@ class Seal:
     model_id: str
     files: dict[str, str]  # path relative to the bundle -> sha256
     signature: str | None = None
+    policy_sha256: str | None = None  # pinned: the service must decide with exactly this policy
 
     def payload(self) -> bytes:
         """What the signature covers: everything but the signature, in a canonical form."""
-        body = {"format": SEAL_FORMAT, "model_id": self.model_id, "files": self.files}
+        body = {"format": SEAL_FORMAT, "model_id": self.model_id, "files": self.files,
+                **({"policy_sha256": self.policy_sha256} if self.policy_sha256 else {})}
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": SEAL_FORMAT, "model_id": self.model_id, "files": self.files,
-                "signature": self.signature}
+                "policy_sha256": self.policy_sha256, "signature": self.signature}
 
 
 def bundle_key() -> bytes | None:
@@ -73,26 +75,44 @@ def decision_files(bundle_dir: Path, card: ModelCard) -> list[str]:
     return sorted(files)
 
 
-def seal_bundle(bundle_dir: str | Path, key: bytes | None = None) -> Seal:
+def seal_bundle(bundle_dir: str | Path, key: bytes | None = None,
+                policy: Path | None = None) -> Seal:
     """Hash every decision file and write bundle.json atomically; sign it when a key is given
-    (default: RETURNS_BUNDLE_KEY)."""
+    (default: RETURNS_BUNDLE_KEY). `policy` pins the policy file the service must use; a
+    re-seal without one keeps the pin the bundle already had."""
     bundle_dir = Path(bundle_dir)
     card = read_card(bundle_dir)
+    pinned = file_sha256(policy) if policy is not None else previous_policy_pin(bundle_dir)
     files = {}
     for name in decision_files(bundle_dir, card):
         path = bundle_dir / name
         if not path.is_file():
             raise BundleError(f"{path} is listed in {CARD_FILE} but missing; cannot seal")
         files[name] = file_sha256(path)
-    seal = Seal(model_id=card.model_id, files=files)
+    seal = Seal(model_id=card.model_id, files=files, policy_sha256=pinned)
     key = key if key is not None else bundle_key()
     if key:
-        seal = Seal(seal.model_id, seal.files, sign(seal, key))
+        seal = Seal(seal.model_id, seal.files, sign(seal, key), pinned)
     target = bundle_dir / SEAL_FILE
     temporary = target.with_name(target.name + ".partial")
     temporary.write_text(json.dumps(seal.to_dict(), indent=2, sort_keys=True) + "\n")
     temporary.replace(target)
     return seal
+
+
+def previous_policy_pin(bundle_dir: Path) -> str | None:
+    try:
+        return read_seal(bundle_dir).policy_sha256
+    except BundleError:
+        return None
+
+
+def check_policy_pin(seal: Seal, policy_sha256: str, policy_name: str | Path) -> None:
+    """A bundle sealed with a pinned policy is refused beside any other policy."""
+    if seal.policy_sha256 and policy_sha256 != seal.policy_sha256:
+        raise BundleError(f"the bundle was sealed for a policy with sha256 {seal.policy_sha256[:12]}…; "
+                          f"the policy in use ({policy_name}) is {policy_sha256[:12]}… (serve with "
+                          "that policy, or re-seal with --policy)")
 
 
 def read_seal(bundle_dir: Path) -> Seal:
@@ -108,7 +128,7 @@ def read_seal(bundle_dir: Path) -> Seal:
         if data["format"] != SEAL_FORMAT:
             raise ValueError(f"format {data['format']!r}, expected {SEAL_FORMAT}")
         files = {str(name): str(digest) for name, digest in dict(data["files"]).items()}
-        return Seal(str(data["model_id"]), files, data.get("signature"))
+        return Seal(str(data["model_id"]), files, data.get("signature"), data.get("policy_sha256"))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BundleError(f"{path}: not a bundle seal ({exc})") from None
 

@@ -157,3 +157,21 @@ def test_the_default_bundle_is_sealed() -> None:
     if not (default / "model_card.json").is_file():
         pytest.skip("models/default is not in this checkout")
     LoadedModel.load(default)
+
+
+def test_a_bundle_can_pin_the_policy_it_was_calibrated_with(make_app: Any, full_bundle: Path,
+                                                            tmp_path: Path) -> None:
+    from inspection.decide import DEFAULT_POLICY
+
+    seal_bundle(full_bundle, policy=DEFAULT_POLICY)
+    edit_card(full_bundle, "0.728", "0.73")
+    seal_bundle(full_bundle)  # a re-seal by a tool keeps the pin
+    assert json.loads((full_bundle / SEAL_FILE).read_text())["policy_sha256"]
+    assert make_app(full_bundle).get("/readyz").status_code == 200
+    edited = tmp_path / "policy.yaml"
+    edited.write_text(DEFAULT_POLICY.read_text().replace("damage: 0.5", "damage: 0.9"))
+    other = make_app(full_bundle, policy_file=edited, data_dir=tmp_path / "other")
+    ready = other.get("/readyz")
+    assert ready.status_code == 503 and "sealed for a policy" in error_of(ready)["message"]
+    assert cli_main(["bundle", "verify", str(full_bundle), "--policy", str(edited)]) == 2
+    assert cli_main(["bundle", "verify", str(full_bundle)]) == 0

@@ -111,6 +111,14 @@ def raw_upload(h: Hostile, filename: bytes) -> Any:
         **key("station"), "Content-Type": "multipart/form-data; boundary=b0undary"})
 
 
+def ui_get(h: Hostile, path: str, **params: str) -> Any:
+    from inspection.service.ui import COOKIE
+    from inspection.service.ui_auth import session_token
+
+    token = session_token(h.client.app.state.service, KEYS["operator"])
+    return h.client.get(path, params=params, headers={"Cookie": f"{COOKIE}={token}"})
+
+
 def put_sku(h: Hostile, sku: str, **form: str) -> Any:
     return h.client.put(f"/v1/catalog/{quote(sku, safe='')}", headers=key("admin"),
                         files=[("photos", ("p.jpg", jpeg(), "image/jpeg"))],
@@ -252,6 +260,9 @@ CASES: dict[str, tuple[Case, int]] = {
     "catalog get sku NUL": (get("/v1/catalog/a%00b"), 404),
     "catalog get photo NUL": (get("/v1/catalog/a%00b/photos/0"), 404),
     "catalog delete sku NUL": (lambda h: h.client.delete("/v1/catalog/a%00b", headers=key("admin")), 404),
+    # --- /ui (signed in) ---------------------------------------------------------------------------
+    "ui queue offset 2**63": (lambda h: ui_get(h, "/ui/", offset=str(2 ** 63)), 422),
+    "ui queue flag NUL": (lambda h: ui_get(h, "/ui/", flag=NUL), 422),
     # --- HTTP -------------------------------------------------------------------------------------
     "DELETE an inspection": (lambda h: h.client.delete(f"/v1/inspections/{h.ids.inspection}",
                                                        headers=key("admin")), 405),

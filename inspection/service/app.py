@@ -30,10 +30,12 @@ log = logging.getLogger(__name__)
 
 
 def build_state(settings: Settings, model: LoadedModel | None = None) -> ServiceState:
+    # the holder hashes the same file the policy is parsed from here, both once, at start
     return ServiceState(
         settings=settings, policy=load_policy(settings.policy_file),
         principals=settings.principals(), metrics=ServiceMetrics(),
-        holder=ModelHolder(model, settings.bundle_dir), store=PhotoStore(settings.resolved_photo_dir),
+        holder=ModelHolder(model, settings.bundle_dir, settings.policy_file),
+        store=PhotoStore(settings.resolved_photo_dir),
     )
 
 

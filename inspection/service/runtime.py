@@ -10,8 +10,11 @@ import logging
 import threading
 from pathlib import Path
 
+from inspection.bundle import check_policy_pin, read_seal
+from inspection.decide import DEFAULT_POLICY
 from inspection.errors import BundleError
 from inspection.loaded_model import LoadedModel
+from inspection.manifest import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +39,14 @@ class ModelHolder:
     """One reference to the current LoadedModel; assignment is atomic under the GIL, the lock
     only keeps two reloads from interleaving."""
 
-    def __init__(self, model: LoadedModel | None = None, bundle_dir: Path | None = None):
+    def __init__(self, model: LoadedModel | None = None, bundle_dir: Path | None = None,
+                 policy_file: Path | None = None):
         self._model = model
         self.bundle_dir = bundle_dir
+        # The policy the service decides with, as read at start: a bundle that pins another
+        # policy in its seal is refused.
+        self.policy_file = policy_file or DEFAULT_POLICY
+        self.policy_sha256 = file_sha256(self.policy_file)
         self.error: str | None = None  # why the last load failed, for /readyz
         self._reload_lock = threading.Lock()
 
@@ -53,6 +61,7 @@ class ModelHolder:
             raise BundleError("no bundle directory configured")
         with self._reload_lock:
             model = load_checked(target)
+            check_policy_pin(read_seal(target), self.policy_sha256, self.policy_file)
             self._model, self.bundle_dir, self.error = model, target, None
         log.info("serving model %s %s (%s) from %s", model.card.name, model.card.version,
                  model.card.model_id, target)
