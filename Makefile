@@ -51,6 +51,7 @@ default-bundle: install-dev
 	$(BIN)/returns-inspect calibrate --bundle models/default --manifest $(SAMPLE) \
 	    --target damage_recall=0.9 --target accessory_recall=0.95
 	$(BIN)/returns-inspect anomaly fit --bundle models/default --manifest $(SAMPLE)
+	$(BIN)/returns-inspect case fit --bundle models/default --manifest $(SAMPLE)
 	$(BIN)/returns-inspect evaluate --bundle models/default --manifest $(SAMPLE) --split test \
 	    --out runs/default/eval --update-card
 

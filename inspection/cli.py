@@ -27,6 +27,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("anomaly", "evaluate"): ("training.anomaly.evaluate", "MVTec AD protocol on a folder"),
     ("bundle", "seal"): ("inspection.bundle_cli", "bind every file of a bundle by sha256 (bundle.json)"),
     ("bundle", "verify"): ("inspection.bundle_cli", "check a bundle against its seal"),
+    ("case", "fit"): ("training.case_fit", "fit the customer <-> dock comparison thresholds"),
     ("catalog", "add"): ("inspection.catalog_cli", "register or replace a SKU's reference photos"),
     ("catalog", "list"): ("inspection.catalog_cli", "the SKUs in the catalog"),
     ("catalog", "remove"): ("inspection.catalog_cli", "remove a SKU from the catalog"),

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from inspection.case import UNMATCHED_MAP, CaseCheck, card_sha256, policy_sha256
 from inspection.catalog import SkuComparison, SkuEntry, views_of
 from inspection.decide import (
     Flag,
@@ -64,10 +65,12 @@ def decode_uploads(uploads: Sequence[Upload], min_side: int, max_pixels: int = D
 
 def inspect_item(model: LoadedModel, policy: Policy, uploads: Sequence[Upload],
                  category: str | None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 sku: SkuEntry | None = None,
+                 sku: SkuEntry | None = None, case: CaseCheck | None = None,
                  max_full_pixels: int = DEFAULT_MAX_FULL_PIXELS) -> ItemScore:
     """Score one item. With a `sku` whose reference was built by this model, the photos are
-    compared with that SKU's reference photos instead of the category's."""
+    compared with that SKU's reference photos instead of the category's. `case` compares them
+    with the return's other side (inspection.case); its flags join the others before the
+    decision."""
     started = time.perf_counter()
     category = category or (sku.category if sku else None)
     decoded = decode_uploads(uploads, model.engine.input_size, max_pixels, max_full_pixels)
@@ -79,16 +82,18 @@ def inspect_item(model: LoadedModel, policy: Policy, uploads: Sequence[Upload],
     qualities = [assess_quality(p.rgb, p.original_size, policy.quality) for p in decoded]
     if not any(quality.usable for quality in qualities):
         timings = {"decode_ms": _ms(started, decoded_at), "inference_ms": _ms(decoded_at, inferred_at)}
-        return _retake(model, uploads, decoded, qualities, predictions, category, sku, timings,
-                       started)
+        return _retake(model, policy, uploads, decoded, qualities, predictions, category, sku,
+                       timings, started)
     usable = [i for i, quality in enumerate(qualities) if quality.usable]
     card_thresholds = model.card.thresholds
     item = aggregate([predictions[i].probabilities for i in usable], model.engine.taxonomy,
                      category, card_thresholds, policy, kit=sku.accessory_kit if sku else None)
     similarities = catalog.similarities if catalog else _similarities(model, category, predictions)
     likeness = _likeness(sku, catalog, category, similarities, anomaly, card_thresholds, policy)
+    compared = case(predictions) if case is not None else None
     flags = [*_locate(assessment_flags(item, category, card_thresholds, policy), predictions, usable),
-             *quality_flags(qualities), *(likeness_flags(likeness) if likeness else [])]
+             *quality_flags(qualities), *(likeness_flags(likeness) if likeness else []),
+             *(compared.flags if compared else [])]
     decision = decide(item, flags, policy)
     timings = {"decode_ms": _ms(started, decoded_at), "inference_ms": _ms(decoded_at, inferred_at),
                "total_ms": _ms(started, time.perf_counter())}
@@ -104,17 +109,22 @@ def inspect_item(model: LoadedModel, policy: Policy, uploads: Sequence[Upload],
         "photos": photos,
         "item": _item_dict(item, usable),
         "flags": [flag_dict(flag) for flag in flags],
-        "skipped_checks": _skipped(model, category, similarities is not None, scores is not None,
-                                   sku),
+        "skipped_checks": [*_skipped(model, category, similarities is not None, scores is not None,
+                                     sku),
+                           *(compared.skipped if compared else [])],
         "comparison": _comparison_dict(sku, catalog, likeness),
         "decision": {"disposition": decision.disposition, "refund": decision.refund,
                      "rule": decision.rule, "reasons": list(decision.reasons)},
         "model": {"name": model.card.name, "version": model.card.version,
-                  "model_id": model.card.model_id},
+                  "model_id": model.card.model_id, "card_sha256": card_sha256(model.card)},
+        "policy": {"sha256": policy_sha256(policy)},
+        "case_comparison": compared.comparison if compared else None,
         "timings": timings,
     }
     stored = [_stored_maps(p, model.engine.taxonomy, maps[i] if maps else None)
               for i, p in enumerate(predictions)]
+    for index, unmatched in (compared.maps if compared else {}).items():
+        stored[index][UNMATCHED_MAP] = unmatched
     return ItemScore(result=result, flags=flags, photo_maps=stored, decoded=decoded)
 
 
@@ -170,7 +180,7 @@ def _comparison_dict(sku: SkuEntry | None, catalog: SkuComparison | None,
 RETAKE = "retake_photos"  # not a disposition: nothing is decided about the item yet
 
 
-def _retake(model: LoadedModel, uploads: Sequence[Upload], decoded: list[DecodedPhoto],
+def _retake(model: LoadedModel, policy: Policy, uploads: Sequence[Upload], decoded: list[DecodedPhoto],
             qualities: list[PhotoQuality], predictions: Sequence[PhotoPrediction],
             category: str | None, sku: SkuEntry | None, timings: dict[str, float],
             started: float) -> ItemScore:
@@ -197,7 +207,9 @@ def _retake(model: LoadedModel, uploads: Sequence[Upload], decoded: list[Decoded
         "decision": {"disposition": RETAKE, "refund": "hold_for_review", "rule": "no_usable_photo",
                      "reasons": [flag.reason for flag in flags]},
         "model": {"name": model.card.name, "version": model.card.version,
-                  "model_id": model.card.model_id},
+                  "model_id": model.card.model_id, "card_sha256": card_sha256(model.card)},
+        "policy": {"sha256": policy_sha256(policy)},
+        "case_comparison": None,
         "timings": {**timings, "total_ms": elapsed},
     }
     maps = [_stored_maps(p, model.engine.taxonomy, None) for p in predictions]

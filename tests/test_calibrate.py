@@ -132,7 +132,8 @@ def test_calibrate_meets_a_review_rate_target() -> None:
 @pytest.fixture
 def bundle_and_manifest(tmp_path: Path) -> tuple[Path, Path]:
     manifest = write_photo_set(tmp_path / "photos")
-    bundle = build_bundle(tmp_path / "bundle", biases=CRACKED_ITEM)
+    bundle = build_bundle(tmp_path / "bundle", biases=CRACKED_ITEM,
+                          thresholds={"changed_since_request": 0.8, "damage": {"crack": 0.01}})
     return bundle, manifest
 
 
@@ -148,6 +149,8 @@ def test_calibrate_command_rewrites_only_the_card(bundle_and_manifest: tuple[Pat
     assert set(card.temperatures) == {"condition", "damage", "accessories"}
     assert all(0.05 <= t <= 20 and not math.isnan(t) for t in card.temperatures.values())
     assert card.thresholds["low_confidence"] == {"condition": 0.4}
+    assert card.thresholds["changed_since_request"] == 0.8  # fitted by `case fit`: kept
+    assert card.thresholds["damage"]["crack"] != 0.01  # a head's thresholds: replaced
     assert set(card.thresholds["damage"]) == set(load_taxonomy().head("damage").labels)
     assert card.calibration["targets"] == {"damage_recall": 0.9, "accessories_recall": 0.8}
     assert {"before", "after"} <= set(card.calibration["ece"]["condition"])

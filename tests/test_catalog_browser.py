@@ -5,8 +5,6 @@ tests/test_ui_browser.py)."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 from bundle_factory import CLEAN_ITEM, build_bundle
 from catalog_photos import damaged_photo, other_product, product_photos
 from conftest import API_KEYS, KEYS
-from test_ui_browser import CHROMIUM, CHROMIUM_ARGS, STARTUP_SECONDS, free_port
+from live_server import CHROMIUM, CHROMIUM_ARGS, serve_in_thread
 
 pytestmark = [
     pytest.mark.browser,
@@ -26,24 +24,13 @@ pytestmark = [
 
 @pytest.fixture
 def catalog_server(tmp_path: Path) -> Iterator[str]:
-    import uvicorn
-
     from inspection.service.app import create_app
     from inspection.service.settings import Settings
 
     bundle = build_bundle(tmp_path / "bundle", biases=CLEAN_ITEM)  # only the catalog can flag
     app = create_app(Settings(data_dir=tmp_path / "data", bundle_dir=bundle, api_keys=API_KEYS))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{server.config.port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app) as base:
+        yield base
 
 
 def returned(base: str, return_id: str, photo: bytes) -> dict[str, object]:

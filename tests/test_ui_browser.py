@@ -8,21 +8,13 @@ download (`playwright install`) is never used: nothing is fetched at test time.
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import API_KEYS, KEYS, encode, textured_photo
-
-CHROMIUM = Path(os.environ.get("RETURNS_TEST_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-STARTUP_SECONDS = 30.0
+from live_server import CHROMIUM, CHROMIUM_ARGS, serve_in_thread
 
 pytestmark = [
     pytest.mark.browser,
@@ -31,33 +23,15 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def live_server(tmp_path: Path, cracked_bundle: Path) -> Iterator[str]:
     """The real app (lifespan, migrations, model) served by uvicorn in a background thread."""
-    import uvicorn
-
     from inspection.service.app import create_app
     from inspection.service.settings import Settings
 
     app = create_app(Settings(data_dir=tmp_path / "data", bundle_dir=cracked_bundle, api_keys=API_KEYS))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app) as base:
+        yield base
 
 
 def submit_flagged_item(base: str, return_id: str) -> str:

@@ -94,7 +94,8 @@ def main(args: argparse.Namespace) -> int:
     result = calibrate(outputs.logits, samples, taxonomy, targets, args.low_confidence)
     card = read_card(args.bundle)
     card.temperatures = result["temperatures"]
-    card.thresholds = result["thresholds"]
+    # Thresholds other steps fitted (item mismatch, the case flags) stay; every head's are replaced.
+    card.thresholds = {**card.thresholds, **result["thresholds"]}
     card.calibration = {**result["calibration"], "manifest": str(manifest.path),
                         "manifest_sha256": manifest.sha256(), "split": args.split,
                         "photos": len(samples), "created": utc_now()}

@@ -13,7 +13,7 @@ from inspection import __version__
 from inspection.decide import load_policy
 from inspection.errors import InspectionError
 from inspection.loaded_model import LoadedModel
-from inspection.service import ui
+from inspection.service import ui, ui_case
 from inspection.service.db import make_engine, make_session_factory, upgrade_to_head
 from inspection.service.deps import ServiceState
 from inspection.service.errors import install_error_handlers
@@ -21,7 +21,7 @@ from inspection.service.limits import BodySizeLimit
 from inspection.service.metrics import ServiceMetrics
 from inspection.service.middleware import ServiceMiddleware
 from inspection.service.openapi import install_openapi
-from inspection.service.routes import catalog, health, inspections, models, review
+from inspection.service.routes import catalog, health, inspections, models, returns, review
 from inspection.service.runtime import ModelHolder
 from inspection.service.settings import Settings
 from inspection.service.storage import PhotoStore
@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None, model: LoadedModel | None = Non
     # Outermost: counts what BodySizeLimit refuses too, and catches what escapes everything.
     app.add_middleware(ServiceMiddleware, metrics=app.state.service.metrics)
     for router in (health.router, inspections.router, review.router, models.router,
-                   catalog.router, ui.router):
+                   catalog.router, returns.router, ui_case.router, ui.router):
         app.include_router(router)
     install_openapi(app)
     return app

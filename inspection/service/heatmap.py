@@ -10,12 +10,14 @@ DISPLAY_SIDE = 640  # longest side of the overlay; operators see it in a browser
 BLEND = 0.45  # share of the colour map in the blend: the product stays recognisable
 
 
-def normalise_map(values: np.ndarray) -> np.ndarray:
+def normalise_map(values: np.ndarray, peak: float | None = None) -> np.ndarray:
     """Map -> 0..1. CAMs are in logit space: only positive evidence should glow, so the map is
-    clipped at its median before scaling (a flat map stays dark)."""
+    clipped at its median before scaling (a flat map stays dark). `peak` puts two photos on one
+    scale (a comparison pair): the top of the scale is at least that value, so a photo with weak
+    evidence stays cool beside one with strong evidence."""
     values = np.asarray(values, dtype=np.float32)
     low = float(np.median(values))
-    high = float(values.max())
+    high = max(float(values.max()), peak if peak is not None else -np.inf)
     if high - low < 1e-6:
         return np.zeros_like(values)
     return np.clip((values - low) / (high - low), 0.0, 1.0)
@@ -47,6 +49,6 @@ def encode_png(rgb: np.ndarray) -> bytes:
     return buffer.tobytes()
 
 
-def heatmap_png(rgb: np.ndarray, values: np.ndarray) -> bytes:
+def heatmap_png(rgb: np.ndarray, values: np.ndarray, peak: float | None = None) -> bytes:
     display = fit_display(rgb)
-    return encode_png(overlay(display, normalise_map(values)))
+    return encode_png(overlay(display, normalise_map(values, peak)))

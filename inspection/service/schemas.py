@@ -68,9 +68,10 @@ class ItemPublic(BaseModel):
 
 class FlagPublic(BaseModel):
     kind: str = Field(description="damage_found | accessory_missing | low_confidence | "
-                                  "photo_unusable | item_mismatch | anomaly (item_mismatch and "
-                                  "anomaly found against a SKU's catalog photos carry the SKU "
-                                  "as `label`)")
+                                  "photo_unusable | item_mismatch | anomaly | "
+                                  "changed_since_request | new_damage_since_request "
+                                  "(item_mismatch and anomaly found against a SKU's catalog "
+                                  "photos carry the SKU as `label`)")
     reason: str
     score: float = Field(description="the score that raised it")
     threshold: float
@@ -96,6 +97,41 @@ class ModelPublic(BaseModel):
     name: str
     version: str
     model_id: str
+    card_sha256: str | None = Field(None, description="sha256 of the model card as served "
+                                                      "(canonical JSON, thresholds included)")
+
+
+class PolicyPublic(BaseModel):
+    sha256: str = Field(description="the decision policy in effect (canonical JSON): its version")
+
+
+class PhotoRefPublic(BaseModel):
+    inspection_id: str
+    photo: int
+    sha256: str | None = Field(None, description="the other side's photo: its hash outlives it")
+
+
+class CaseCheckPublic(BaseModel):
+    kind: str = Field(description="changed_since_request | new_damage_since_request")
+    score: float = Field(description="same-item similarity of the closest pair (changed) or the "
+                                     "largest rise of a damage probability (new damage)")
+    threshold: float | None = Field(description="fitted by `returns-inspect case fit`; null: none")
+    flagged: bool
+    label: str | None = Field(None, description="the damage label (new damage)")
+    reason: str
+    station: PhotoRefPublic = Field(description="the dock's photo of the pair")
+    customer: PhotoRefPublic = Field(description="the customer's photo of the pair")
+    details: dict[str, float]
+
+
+class CaseComparisonPublic(BaseModel):
+    status: Literal["compared", "not_compared"]
+    reason: str = Field(description="why it was not compared (one-sided return, purged photos)")
+    against: str = Field(description="the other side: customer | station")
+    against_inspections: list[str]
+    missing_photos: list[str] = Field(description="the other side's photos no longer stored")
+    checks: list[CaseCheckPublic]
+    compared: dict[str, int] = Field(description="photos compared per side")
 
 
 class TimingsPublic(BaseModel):
@@ -133,6 +169,10 @@ class InspectionResult(BaseModel):
     comparison: ComparisonPublic | None = None
     decision: DecisionPublic
     model: ModelPublic
+    policy: PolicyPublic | None = None
+    case_comparison: CaseComparisonPublic | None = Field(
+        None, description="customer <-> dock comparison of the return, when this inspection "
+                          "was made (GET /v1/returns/{return_id} for the whole case)")
     timings: TimingsPublic
 
 

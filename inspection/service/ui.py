@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request, Response
+from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
@@ -247,11 +247,12 @@ def photo(request: Request, inspection_id: InspectionId, n: int, state: StateDep
 
 @router.get("/items/{inspection_id}/photos/{n}/heatmap")
 def heatmap(request: Request, inspection_id: InspectionId, n: int, label: str, state: StateDep,
-            session: SessionDep) -> Response:
+            session: SessionDep, peak: Annotated[float | None, Query(allow_inf_nan=False)] = None
+            ) -> Response:
     caller = ui_caller(state, request)
     if isinstance(caller, Response):
         return Response(status_code=caller.status_code)
-    return inspections.read_heatmap(inspection_id, n, caller, session, state.store, label)
+    return inspections.read_heatmap(inspection_id, n, caller, session, state.store, label, peak)
 
 
 @router.get("/catalog-photos/{sha256}")

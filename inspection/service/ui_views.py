@@ -15,7 +15,7 @@ from inspection.service.validation import allowed_dispositions
 from inspection.taxonomy import Taxonomy
 
 FLAG_KINDS = ("damage_found", "accessory_missing", "item_mismatch", "anomaly", "low_confidence",
-              "photo_unusable")
+              "photo_unusable", "changed_since_request", "new_damage_since_request")
 SOURCES = ("station", "customer")
 LEGENDS = {"condition": "Condition grade", "damage": "Damage (tick every one you see)",
            "accessories": "Accessories visible"}

@@ -8,7 +8,7 @@ blocks of every (category, grade) pair, so the classes are balanced to within on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -43,6 +43,13 @@ class ItemSpec:
     @property
     def sealed(self) -> bool:
         return self.grade == 0
+
+
+def before_damage(spec: ItemSpec) -> ItemSpec:
+    """The same item as it was before its damage (the customer's photo of a return damaged in
+    transit): same product, colour and kit, drawn from the item's own random streams, without
+    the marks; a damaged grade becomes B (opened, no wear)."""
+    return replace(spec, grade=min(spec.grade, 1), damage=())
 
 
 def item_rng(seed: int, index: int, purpose: int = 0) -> np.random.Generator:

@@ -14,9 +14,11 @@ from fastapi.responses import FileResponse
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from inspection.case import UNMATCHED_MAP
 from inspection.images import decode_photo
 from inspection.pipeline import ItemScore, Upload, inspect_item, photo_where
 from inspection.service import catalog_store, crud, idempotency
+from inspection.service.case_photos import case_check
 from inspection.service.deps import (
     EngineDep,
     MetricsDep,
@@ -79,11 +81,14 @@ def create_inspection(
             session, caller, idempotency_key, fingerprint)):
         return _replay(session, earlier, caller, response)
     entry = catalog_store.entry_for(session, sku, model, state.catalog_cache) if sku else None
-    score = inspect_item(model, policy, uploads, category, settings.max_pixels, sku=entry,
+    inspection_id = uuid.uuid4().hex
+    case = case_check(session, store, model, policy, return_id, origin, inspection_id)
+    score = inspect_item(model, policy, uploads, category, settings.max_pixels, sku=entry, case=case,
                          max_full_pixels=settings.max_full_decode_pixels)
     score.result["timings"]["total_ms"] = round((time.perf_counter() - started) * 1000.0, 2)
     try:
-        row = _store(session, store, score, uploads, fields, caller, idempotency_key, fingerprint)
+        row = _store(session, store, score, uploads, fields, caller, idempotency_key, fingerprint,
+                     inspection_id)
     except IntegrityError:  # the same Idempotency-Key committed first by a concurrent retry
         earlier = idempotency_key and idempotency.earlier_inspection(
             session, caller, idempotency_key, fingerprint)
@@ -98,13 +103,13 @@ def create_inspection(
 
 def _store(session: Session, store: PhotoStore, score: ItemScore, uploads: list[Upload],
            fields: dict[str, str | None], caller: Principal, idempotency_key: str | None,
-           fingerprint: str) -> Inspection:
+           fingerprint: str, inspection_id: str) -> Inspection:
     """Photos, then the rows in one transaction. A failed commit leaves nothing behind: the
     photo files this request created are removed unless another inspection uses them."""
     stored = [store.put(upload.data, photo.format)
               for upload, photo in zip(uploads, score.decoded, strict=True)]
     try:
-        row = crud.save_inspection(session, inspection_id=uuid.uuid4().hex,
+        row = crud.save_inspection(session, inspection_id=inspection_id,
                                    return_id=str(fields["return_id"]), sku=fields["sku"],
                                    source=str(fields["source"]), owner=caller.name, score=score,
                                    stored=stored, filenames=[u.filename for u in uploads])
@@ -184,18 +189,27 @@ def read_photo(inspection_id: InspectionId, n: int, caller: PrincipalDep, sessio
             summary="Where on the photo: a label's activation map over the photo (PNG)")
 def read_heatmap(inspection_id: InspectionId, n: int, caller: PrincipalDep, session: SessionDep,
                  store: StoreDep,
-                 label: Annotated[str, Query(max_length=LABEL_MAX,
-                                             description="e.g. crack, or `anomaly`")]) -> Response:
+                 label: Annotated[str, Query(max_length=LABEL_MAX, description="e.g. crack, "
+                                                                            "`anomaly`, or `unmatched`")],
+                 peak: Annotated[float | None, Query(
+                     allow_inf_nan=False, description="top of the colour scale at least this "
+                     "(puts a comparison pair on one scale)")] = None) -> Response:
     photo = crud.get_photo(crud.get_inspection_for(session, inspection_id, caller), n)
     values = heat_values(photo.predictions, label)
     path = store.path(photo.path)
     if not path.is_file():
         raise NotFound(f"photo {n} of inspection {inspection_id} is no longer stored", "n")
     rgb = decode_photo(path.read_bytes(), min_side=DISPLAY_SIDE, where=f"photo {n}").rgb
-    return Response(heatmap_png(rgb, np.asarray(values, dtype=np.float32)), media_type="image/png")
+    return Response(heatmap_png(rgb, np.asarray(values, dtype=np.float32), peak),
+                    media_type="image/png")
 
 
 def heat_values(predictions: dict[str, Any], label: str) -> list[list[float]]:
+    if label == "unmatched":  # patches the customer's closest photo never showed (case comparison)
+        unmatched = predictions.get(UNMATCHED_MAP)
+        if unmatched is None:
+            raise NotFound("this photo was not compared with the customer's photos", "label")
+        return unmatched
     if label == "anomaly":
         anomaly_map = predictions.get("anomaly_map")
         if anomaly_map is None:
