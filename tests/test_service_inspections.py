@@ -34,10 +34,14 @@ def test_full_answer_for_a_cracked_phone_without_charger(client: Any, photo_jpeg
     assert body["decision"]["disposition"] == "liquidate"
     assert body["decision"]["refund"] == "hold_for_review" and body["decision"]["rule"] == "damaged"
     assert body["model"]["name"] == "tiny-test" and body["model"]["version"] == "1.0.0"
-    assert set(body["timings"]) == {"decode_ms", "inference_ms", "total_ms"}
-    # GET returns what POST answered
+    stages = {"queue_ms", "decode_ms", "inference_ms", "anomaly_ms", "storage_ms", "total_ms"}
+    assert set(body["timings"]) == stages | {"database_ms"}
+    assert "probabilities" not in photo or photo["probabilities"] is None  # once, not twice
+    # GET returns what POST answered; the database's time was only known after it was stored
     again = client.get(f"/v1/inspections/{body['id']}", headers=headers("station"))
-    assert again.status_code == 200 and again.json() == body
+    assert again.status_code == 200 and again.json()["timings"]["database_ms"] is None
+    assert all(again.json()["timings"][stage] is not None for stage in stages)
+    assert {**again.json(), "timings": None} == {**body, "timings": None}
 
 
 def test_a_clean_item_is_approved_and_not_flagged(make_app: Any, clean_bundle: Any,

@@ -46,7 +46,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # CUDA only
-    channels_last: bool = True  # CUDA only
+    channels_last: bool = True  # CPU and CUDA: faster on both (bench training, BENCHMARKS.md)
     num_workers: int = 0
     patience: int = 0  # epochs without a better val score before stopping; 0 = never
     resume: str = ""  # a last.pt to continue from

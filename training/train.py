@@ -4,8 +4,9 @@
 
 Phases: `freeze_epochs` with only the heads training (the backbone runs without autograd), then
 the last `unfreeze_blocks` backbone blocks train too, with their own warmup. AdamW, linear
-warmup + cosine per step, AMP and channels_last on CUDA. Each epoch writes `last.pt`, a better
-val score also `best.pt`, and a line of `history.jsonl`; `--resume last.pt` continues exactly.
+warmup + cosine per step, channels_last (CPU and CUDA), AMP on CUDA. Each epoch writes
+`last.pt`, a better val score also `best.pt`, and a line of `history.jsonl`; `--resume last.pt`
+continues exactly.
 """
 
 from __future__ import annotations
@@ -81,7 +82,9 @@ def train(config: TrainConfig) -> Path:
     spec = PreprocessSpec(input_size=config.input_size)
     train_loader, val_loader = load_data(manifest, taxonomy, categories, spec, config)
     cuda = device.type == "cuda"
-    channels_last = cuda and config.channels_last
+    # channels_last on the CPU too: depthwise-convolution backward is much slower in the
+    # contiguous format (BENCHMARKS.md, "Training throughput": `returns-inspect bench training`).
+    channels_last = config.channels_last
     model = build_model(taxonomy, config.backbone, pretrained=not config.resume,
                         categories=categories).to(device)
     if channels_last:

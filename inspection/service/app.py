@@ -14,6 +14,7 @@ from inspection.decide import load_policy
 from inspection.errors import InspectionError
 from inspection.loaded_model import LoadedModel
 from inspection.service import ui, ui_case
+from inspection.service.compute import ComputeSlots
 from inspection.service.db import make_engine, make_session_factory, upgrade_to_head
 from inspection.service.deps import ServiceState
 from inspection.service.errors import install_error_handlers
@@ -30,12 +31,13 @@ log = logging.getLogger(__name__)
 
 
 def build_state(settings: Settings, model: LoadedModel | None = None) -> ServiceState:
-    # the holder hashes the same file the policy is parsed from here, both once, at start
+    compute = ComputeSlots(settings.workers)
     return ServiceState(
         settings=settings, policy=load_policy(settings.policy_file),
         principals=settings.principals(), metrics=ServiceMetrics(),
-        holder=ModelHolder(model, settings.bundle_dir, settings.policy_file),
-        store=PhotoStore(settings.resolved_photo_dir),
+        holder=ModelHolder(model, settings.bundle_dir, precision=settings.precision,
+                           policy_file=settings.policy_file),
+        store=PhotoStore(settings.resolved_photo_dir), compute=compute,
     )
 
 

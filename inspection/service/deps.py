@@ -16,6 +16,7 @@ from inspection.decide import Policy
 from inspection.loaded_model import LoadedModel
 from inspection.service.catalog_rebuild import Rebuilder
 from inspection.service.catalog_store import ReferenceCache
+from inspection.service.compute import ComputeSlots
 from inspection.service.errors import Forbidden, NotReady, Unauthorized
 from inspection.service.metrics import ServiceMetrics
 from inspection.service.runtime import ModelHolder
@@ -35,6 +36,7 @@ class ServiceState:
     metrics: ServiceMetrics
     holder: ModelHolder
     store: PhotoStore
+    compute: ComputeSlots
     db_engine: Engine | None = None
     sessions: sessionmaker[Session] | None = None
     catalog_cache: ReferenceCache = field(default_factory=ReferenceCache)
@@ -118,7 +120,12 @@ def get_metrics(state: StateDep) -> ServiceMetrics:
     return state.metrics
 
 
+def get_compute(state: StateDep) -> ComputeSlots:
+    return state.compute
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PolicyDep = Annotated[Policy, Depends(get_policy)]
 StoreDep = Annotated[PhotoStore, Depends(get_store)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+ComputeDep = Annotated[ComputeSlots, Depends(get_compute)]

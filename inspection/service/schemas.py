@@ -42,7 +42,9 @@ class PhotoPublic(BaseModel):
     condition: ConditionPublic | None
     damages: dict[str, float] = Field(description="damage label -> calibrated probability")
     accessories: dict[str, float] = Field(description="accessory label -> probability visible")
-    probabilities: dict[str, dict[str, float]] = Field(description="every head, label -> probability")
+    probabilities: dict[str, dict[str, float]] | None = Field(
+        None, description="every head, label -> probability: only with `?detail=full` (the default "
+                          "answer has them once, under condition, damages and accessories)")
     item_similarity: float | None = Field(
         description="cosine similarity to the declared category's nearest reference")
     anomaly_score: float | None
@@ -135,9 +137,17 @@ class CaseComparisonPublic(BaseModel):
 
 
 class TimingsPublic(BaseModel):
+    """Where the time went, in milliseconds (also the `returns_stage_seconds` histogram).
+    Answers stored before a stage was timed lack it."""
+
     decode_ms: float
-    inference_ms: float
-    total_ms: float
+    inference_ms: float = Field(description="the model (ONNX Runtime), including preprocessing")
+    anomaly_ms: float | None = Field(None, description="the category's anomaly detector")
+    queue_ms: float | None = Field(None, description="waiting for a free compute slot (one per core)")
+    storage_ms: float | None = Field(None, description="writing the photos to the photo store: "
+                                     "what was left of it after scoring (it runs alongside)")
+    database_ms: float | None = Field(None, description="saving the inspection (POST answer only)")
+    total_ms: float = Field(description="from the parsed request to the answer")
 
 
 class ClosestReferencePublic(BaseModel):

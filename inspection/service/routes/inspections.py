@@ -1,6 +1,7 @@
 """POST /v1/inspections scores the photos of one returned item and stores the answer; GET reads
 it back, with the photos and a heatmap per flagged damage. Plain `def` routes: decoding and
-inference block, so FastAPI runs them in its threadpool."""
+inference block, so FastAPI runs them in its threadpool, and at most one request per core
+decodes and infers at once (service.compute)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from inspection.case import UNMATCHED_MAP
 from inspection.images import decode_photo
 from inspection.pipeline import ItemScore, Upload, inspect_item, photo_where
 from inspection.service import catalog_store, crud, idempotency
+from inspection.service.answer import DETAIL_QUERY, Detail, shape_answer
 from inspection.service.case_photos import case_check
 from inspection.service.deps import (
+    ComputeDep,
     EngineDep,
     MetricsDep,
     PolicyDep,
@@ -34,9 +37,10 @@ from inspection.service.errors import Forbidden, NotFound, Unprocessable
 from inspection.service.heatmap import DISPLAY_SIDE, heatmap_png
 from inspection.service.limits import check_photo_pixels, check_photo_size, check_request_pixels
 from inspection.service.models import Inspection
+from inspection.service.photo_writes import discard, start_writing
 from inspection.service.schemas import InspectionPublic, Source
 from inspection.service.settings import Principal, Settings
-from inspection.service.storage import PhotoStore
+from inspection.service.storage import PhotoStore, StoredPhoto
 from inspection.service.validation import (
     FILENAME_MAX,
     LABEL_MAX,
@@ -48,6 +52,7 @@ from inspection.service.validation import (
     SkuForm,
     check_line,
 )
+from inspection.stored_maps import unpack_map
 
 router = APIRouter(prefix="/v1/inspections", tags=["inspections"])
 MEDIA_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
@@ -61,7 +66,7 @@ MEDIA_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
                                              "Idempotency-Key was used for another request"}})
 def create_inspection(
     caller: SubmitterDep, model: EngineDep, session: SessionDep, settings: SettingsDep,
-    policy: PolicyDep, store: StoreDep, metrics: MetricsDep, state: StateDep,
+    policy: PolicyDep, store: StoreDep, metrics: MetricsDep, state: StateDep, compute: ComputeDep,
     response: Response,
     photos: Annotated[list[UploadFile], File(description="1-8 photos of the item (JPEG, PNG, HEIC…)",
                                              min_length=1, max_length=MAX_PHOTOS_DOCUMENTED)],
@@ -69,6 +74,7 @@ def create_inspection(
     sku: SkuForm = None,
     category: CategoryForm = None,
     source: Annotated[Source | None, Form(description="station | customer")] = None,
+    detail: Annotated[Detail, Query(description=DETAIL_QUERY)] = "default",
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> dict[str, object]:
     started = time.perf_counter()
@@ -79,35 +85,51 @@ def create_inspection(
     fingerprint = idempotency.request_fingerprint(fields, uploads)
     if idempotency_key and (earlier := idempotency.earlier_inspection(
             session, caller, idempotency_key, fingerprint)):
-        return _replay(session, earlier, caller, response)
+        return _replay(session, earlier, caller, response, detail)
     entry = catalog_store.entry_for(session, sku, model, state.catalog_cache) if sku else None
     inspection_id = uuid.uuid4().hex
-    case = case_check(session, store, model, policy, return_id, origin, inspection_id)
-    score = inspect_item(model, policy, uploads, category, settings.max_pixels, sku=entry, case=case,
-                         max_full_pixels=settings.max_full_decode_pixels)
-    score.result["timings"]["total_ms"] = round((time.perf_counter() - started) * 1000.0, 2)
+    writing = start_writing(store, uploads)  # the photos reach the disk while the model runs
     try:
-        row = _store(session, store, score, uploads, fields, caller, idempotency_key, fingerprint,
-                     inspection_id)
+        with compute.slot() as waited:  # the case check may score the other side's photos
+            case = case_check(session, store, model, policy, return_id, origin, inspection_id)
+            score = inspect_item(model, policy, uploads, category, settings.max_pixels, sku=entry,
+                                 case=case, max_full_pixels=settings.max_full_decode_pixels)
+    except BaseException:
+        discard(store, writing)
+        raise
+    timings = score.result["timings"]
+    timings["queue_ms"] = round(waited * 1000.0, 2)
+    scored = time.perf_counter()
+    stored = writing.result()
+    saving = time.perf_counter()
+    timings["storage_ms"] = round((saving - scored) * 1000.0, 2)  # what was left after scoring
+    timings["total_ms"] = round((saving - started) * 1000.0, 2)
+    try:
+        row = _save(session, store, score, stored, uploads, fields, caller, idempotency_key,
+                    fingerprint, inspection_id)
     except IntegrityError:  # the same Idempotency-Key committed first by a concurrent retry
         earlier = idempotency_key and idempotency.earlier_inspection(
             session, caller, idempotency_key, fingerprint)
         if not earlier:
             raise
-        return _replay(session, earlier, caller, response)
+        return _replay(session, earlier, caller, response, detail)
+    answer = crud.inspection_public(row, caller)
+    # The stored answer was written before the database: its time only reaches this answer.
+    finished = time.perf_counter()
+    answer["timings"] = {**timings, "database_ms": round((finished - saving) * 1000.0, 2),
+                         "total_ms": round((finished - started) * 1000.0, 2)}
     metrics.inspections.labels(origin).inc()
+    metrics.observe_stages(answer["timings"])
     for flag in score.flags:
         metrics.flags.labels(flag.kind).inc()
-    return crud.inspection_public(row, caller)
+    return shape_answer(answer, detail, row.photos)
 
 
-def _store(session: Session, store: PhotoStore, score: ItemScore, uploads: list[Upload],
-           fields: dict[str, str | None], caller: Principal, idempotency_key: str | None,
-           fingerprint: str, inspection_id: str) -> Inspection:
-    """Photos, then the rows in one transaction. A failed commit leaves nothing behind: the
-    photo files this request created are removed unless another inspection uses them."""
-    stored = [store.put(upload.data, photo.format)
-              for upload, photo in zip(uploads, score.decoded, strict=True)]
+def _save(session: Session, store: PhotoStore, score: ItemScore, stored: list[StoredPhoto],
+          uploads: list[Upload], fields: dict[str, str | None], caller: Principal,
+          idempotency_key: str | None, fingerprint: str, inspection_id: str) -> Inspection:
+    """The rows in one transaction. A failed commit leaves nothing behind: the photo files this
+    request created are removed unless another inspection uses them."""
     try:
         row = crud.save_inspection(session, inspection_id=inspection_id,
                                    return_id=str(fields["return_id"]), sku=fields["sku"],
@@ -125,10 +147,11 @@ def _store(session: Session, store: PhotoStore, score: ItemScore, uploads: list[
     return row
 
 
-def _replay(session: Session, inspection_id: str, caller: Principal,
-            response: Response) -> dict[str, object]:
+def _replay(session: Session, inspection_id: str, caller: Principal, response: Response,
+            detail: Detail) -> dict[str, object]:
     response.headers[idempotency.REPLAYED_HEADER] = "true"
-    return crud.inspection_public(crud.get_inspection_for(session, inspection_id, caller), caller)
+    row = crud.get_inspection_for(session, inspection_id, caller)
+    return shape_answer(crud.inspection_public(row, caller), detail, row.photos)
 
 
 def _source_for(role: str, claimed: str | None) -> str:
@@ -168,9 +191,11 @@ def _read_uploads(photos: list[UploadFile], settings: Settings, min_side: int,
 
 
 @router.get("/{inspection_id}", response_model=InspectionPublic, summary="An inspection's answer")
-def read_inspection(inspection_id: InspectionId, caller: PrincipalDep,
-                    session: SessionDep) -> dict[str, object]:
-    return crud.inspection_public(crud.get_inspection_for(session, inspection_id, caller), caller)
+def read_inspection(inspection_id: InspectionId, caller: PrincipalDep, session: SessionDep,
+                    detail: Annotated[Detail, Query(description=DETAIL_QUERY)] = "default",
+                    ) -> dict[str, object]:
+    row = crud.get_inspection_for(session, inspection_id, caller)
+    return shape_answer(crud.inspection_public(row, caller), detail, row.photos)
 
 
 @router.get("/{inspection_id}/photos/{n}", response_class=FileResponse,
@@ -200,24 +225,23 @@ def read_heatmap(inspection_id: InspectionId, n: int, caller: PrincipalDep, sess
     if not path.is_file():
         raise NotFound(f"photo {n} of inspection {inspection_id} is no longer stored", "n")
     rgb = decode_photo(path.read_bytes(), min_side=DISPLAY_SIDE, where=f"photo {n}").rgb
-    return Response(heatmap_png(rgb, np.asarray(values, dtype=np.float32), peak),
-                    media_type="image/png")
+    return Response(heatmap_png(rgb, values, peak), media_type="image/png")
 
 
-def heat_values(predictions: dict[str, Any], label: str) -> list[list[float]]:
+def heat_values(predictions: dict[str, Any], label: str) -> np.ndarray:
     if label == "unmatched":  # patches the customer's closest photo never showed (case comparison)
         unmatched = predictions.get(UNMATCHED_MAP)
         if unmatched is None:
             raise NotFound("this photo was not compared with the customer's photos", "label")
-        return unmatched
+        return unpack_map(unmatched)
     if label == "anomaly":
         anomaly_map = predictions.get("anomaly_map")
         if anomaly_map is None:
             raise NotFound("this photo has no anomaly map", "label")
-        return anomaly_map
-    cams: dict[str, dict[str, list[list[float]]]] = predictions.get("cams", {})
+        return unpack_map(anomaly_map)
+    cams: dict[str, dict[str, Any]] = predictions.get("cams", {})
     for head in ("damage", *sorted(cams)):
         if label in cams.get(head, {}):
-            return cams[head][label]
+            return unpack_map(cams[head][label])
     known = sorted({name for head in cams.values() for name in head})
     raise Unprocessable(f"no heatmap for label {label!r}; labels with maps: {known}", "label")
