@@ -81,7 +81,8 @@ def inspect_item(model: LoadedModel, policy: Policy, uploads: Sequence[Upload],
     anomaly_at = time.perf_counter()
     qualities = [assess_quality(p.rgb, p.original_size, policy.quality) for p in decoded]
     if not any(quality.usable for quality in qualities):
-        timings = {"decode_ms": _ms(started, decoded_at), "inference_ms": _ms(decoded_at, inferred_at)}
+        timings = {"decode_ms": _ms(started, decoded_at), "inference_ms": _ms(decoded_at, inferred_at),
+                   "anomaly_ms": _ms(inferred_at, anomaly_at)}
         return _retake(model, policy, uploads, decoded, qualities, predictions, category, sku,
                        timings, started)
     usable = [i for i, quality in enumerate(qualities) if quality.usable]
