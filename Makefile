@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine (README):
 #   make serve   - the service on the default bundle, embedded SQLite under ./data
-#   make test    - the whole test suite (installs the training extra and headless Chromium)
+#   make test    - the whole test suite (installs the train, dev and ray extras and headless Chromium)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -17,7 +17,7 @@ install-service: $(BIN)/python
 	$(BIN)/pip install -q -e .
 
 install-dev: $(BIN)/python
-	$(BIN)/pip install -q -e '.[train,dev]'
+	$(BIN)/pip install -q -e '.[train,dev,ray]'
 
 serve: install-service
 	$(BIN)/returns-inspect serve --host $(HOST) --port $(PORT) --bundle models/default --data-dir data

@@ -63,16 +63,17 @@ def export_current_model(folder: Path, input_size: int) -> Path:
 
 
 def build_detector(folder: Path, classifier: ort.InferenceSession, image: np.ndarray,
-                   bank_size: int) -> Path:
+                   bank_size: int, neighbours: int) -> Path:
     from training.anomaly.export import save_detector
-    from training.anomaly.patchcore import flatten_patches
+    from training.anomaly.patchcore import flatten_patches, support_neighbours
 
     features = classifier.run(["patch_features"], {"image": image})[0]
     patches = flatten_patches(features)
     rng = np.random.default_rng(0)
     bank = patches[rng.integers(0, len(patches), bank_size)] + rng.normal(
         0, 0.1, (bank_size, patches.shape[1])).astype(np.float32)
-    return save_detector(bank, folder / "anomaly.onnx")
+    support = support_neighbours(bank, neighbours) if neighbours > 1 else None
+    return save_detector(bank, folder / "anomaly.onnx", support=support)
 
 
 def main() -> None:
@@ -81,6 +82,8 @@ def main() -> None:
     parser.add_argument("--category", help="the bundle's anomaly category to time")
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--bank-size", type=int, default=16384)
+    parser.add_argument("--neighbours", type=int, default=9,
+                        help="support rows of the weighted score (1: plain max)")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
@@ -100,7 +103,8 @@ def main() -> None:
         image = batch_inputs([photo], PreprocessSpec(input_size=size))
         classifier = session(model_path, args.threads)
         if args.bundle is None or not args.category:
-            detector_path = build_detector(Path(tmp), classifier, image, args.bank_size)
+            detector_path = build_detector(Path(tmp), classifier, image, args.bank_size,
+                                           args.neighbours)
         detector = session(detector_path, args.threads)
         bank = detector.get_inputs()[0].shape
         print(f"classifier {model_path.name} at {size} px; detector {detector_path.name} "

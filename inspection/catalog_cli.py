@@ -18,7 +18,7 @@ from inspection.decide import load_policy
 from inspection.errors import InputError
 from inspection.loaded_model import LoadedModel
 from inspection.pipeline import Upload
-from inspection.score import PHOTO_SUFFIXES
+from inspection.score_sources import PHOTO_SUFFIXES
 from inspection.service import catalog_store
 from inspection.service.db import make_engine, make_session_factory, session_scope, upgrade_to_head
 from inspection.service.errors import ApiError

@@ -10,7 +10,13 @@ import pytest
 
 from training.anomaly.coreset import coverage_radius, greedy_coreset
 from training.anomaly.export import parity, save_detector
-from training.anomaly.patchcore import PatchCore, flatten_patches, nearest_distances
+from training.anomaly.patchcore import (
+    PatchCore,
+    density_weights,
+    flatten_patches,
+    nearest_distances,
+    support_neighbours,
+)
 from training.anomaly.threshold import fit_calibration
 
 
@@ -55,12 +61,30 @@ def test_nearest_distances_match_brute_force() -> None:
     assert np.allclose(nearest_distances(features, bank), brute, atol=1e-4)
 
 
-def test_onnx_detector_matches_torch_scores(tmp_path: Path) -> None:
+@pytest.mark.parametrize("neighbours", [1, 9])
+def test_onnx_detector_matches_torch_scores(tmp_path: Path, neighbours: int) -> None:
     rng = np.random.default_rng(3)
-    bank = rng.normal(size=(64, 12)).astype(np.float32)
-    features = rng.normal(size=(2, 12, 5, 7)).astype(np.float32)
-    path = save_detector(bank, tmp_path / "anomaly" / "x.onnx", {"category": "x"})
-    assert parity(path, bank, features) < 1e-4
+    features = rng.normal(size=(3, 12, 5, 7)).astype(np.float32)
+    detector = PatchCore.fit(rng.normal(size=(4, 12, 4, 4)).astype(np.float32), 1.0,
+                             progress=False, neighbours=neighbours)
+    path = save_detector(detector.bank, tmp_path / "anomaly" / "x.onnx", {"category": "x"},
+                         detector.support)
+    assert parity(path, detector, features) < 1e-4
+
+
+def test_weighted_score_stays_within_its_bounds_and_favours_sparse_matches() -> None:
+    """Bank: a tight cluster of 20 rows and one lone row far away. A patch as far from the lone
+    row as another is from the cluster scores higher: nothing good looks like it."""
+    rng = np.random.default_rng(4)
+    cluster = rng.normal(scale=0.01, size=(20, 4))
+    lone = np.array([[50.0, 0, 0, 0]])
+    bank = np.concatenate([cluster, lone]).astype(np.float32)
+    support = support_neighbours(bank, 9)
+    assert support[20, 0] == 20 and set(support[0]) <= set(range(20))  # itself first
+    patches = np.array([[1.0, 0, 0, 0], [51.0, 0, 0, 0]], np.float32)
+    weights = density_weights(patches, np.array([0, 20]), bank, support)
+    assert np.all(weights >= 1 - 1 / 9 - 1e-6) and np.all(weights <= 1.0)
+    assert weights[1] > weights[0]
 
 
 def test_calibration_keeps_the_good_false_positive_rate() -> None:

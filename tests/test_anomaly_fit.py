@@ -50,7 +50,7 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bundle = build_bundle(root / "bundle", size=32)
     manifest = _manifest(root)
     assert cli_main(["anomaly", "fit", "--bundle", str(bundle), "--manifest", str(manifest),
-                     "--coreset-ratio", "0.5"]) == 0
+                     "--coreset-ratio", "0.5", "--neighbours", "9"]) == 0
     return bundle
 
 
@@ -71,7 +71,10 @@ def test_runtime_scores_and_flags_with_card_threshold(fitted: Path) -> None:
     features = np.random.default_rng(0).random((2, 8, 4, 4)).astype(np.float32)
     result = detectors.score("phone", features)
     assert result is not None and result.maps.shape == (2, 4, 4)
-    assert np.allclose(result.scores, result.maps.reshape(2, -1).max(axis=1), rtol=1e-5)
+    # the score is the worst patch's distance, density-weighted by a factor in [1 - 1/k, 1)
+    worst = result.maps.reshape(2, -1).max(axis=1)
+    assert np.all(result.scores <= worst * (1 + 1e-5))
+    assert np.all(result.scores >= worst * (1 - 1 / card.anomaly["phone"]["neighbours"]) - 1e-5)
     assert list(result.is_anomalous) == list(result.scores >= card.anomaly["phone"]["threshold"])
     assert upsample_map(result.maps[0], 50, 30).shape == (30, 50)
 

@@ -53,6 +53,8 @@ class TrainConfig:
     max_train_batches: int = 0  # 0 = all; tests use a few
     threads: int = 0  # torch CPU threads; 0 = os.cpu_count()
     synthetic_damage: str = ""  # e.g. "cutpaste,texture,scratch@0.3": damage drawn on good photos
+    dropout: float = 0.2  # on the features before the heads
+    world_size: int = 1  # processes that trained the run (torchrun); recorded, not a flag
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -61,6 +63,7 @@ class TrainConfig:
         path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
 
 
+RECORDED = {"world_size"}  # facts about a run, saved with it; never set by hand
 CHOICES = {"backbone": sorted(BACKBONES), "augment": list(PRESETS), "balance": list(BALANCE_MODES),
            "device": list(DEVICES)}
 HELP = {
@@ -78,6 +81,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per field; unset flags stay absent so a recipe's values are not overwritten."""
     parser.add_argument("--recipe", help="YAML file of config fields; flags override it")
     for field in fields(TrainConfig):
+        if field.name in RECORDED:
+            continue
         flag = "--" + field.name.replace("_", "-")
         default = field.default
         kind = _parse_unfreeze if field.name == "unfreeze_blocks" else type(default)
@@ -158,6 +163,7 @@ def finish(config: TrainConfig) -> TrainConfig:
         ("--batch-size", config.batch_size >= 1, "at least 1"),
         ("--input-size", 32 <= config.input_size <= 1024, "between 32 and 1024"),
         ("--freeze-epochs", config.freeze_epochs >= 0, "0 or more"),
+        ("--dropout", 0.0 <= config.dropout < 1.0, "in [0, 1)"),
         ("--unfreeze-blocks", config.unfreeze_blocks == "all" or 0 <= int(config.unfreeze_blocks) <= 7,
          "0..7 or 'all'"),
     ]

@@ -28,6 +28,8 @@ from training.config import TrainConfig
 from training.model import InspectionNet
 
 Batch = dict[str, torch.Tensor]
+# (loss sum, rows, collected outputs) of this process -> the same over all processes
+Gather = Callable[[float, int, dict[str, list[np.ndarray]]], tuple[float, int, dict[str, list[np.ndarray]]]]
 MIN_LR_FACTOR = 0.01  # cosine ends at 1% of the peak rate, not zero
 
 
@@ -76,12 +78,13 @@ def train_one_epoch(model: InspectionNet, loader: DataLoader, optimizer: torch.o
                     scheduler: torch.optim.lr_scheduler.LRScheduler, settings: LossSettings,
                     device: torch.device, autocast: Callable[[], AbstractContextManager] = nullcontext,
                     scaler: torch.amp.GradScaler | None = None, channels_last: bool = False,
-                    max_batches: int = 0, desc: str = "train") -> dict[str, float]:
+                    max_batches: int = 0, desc: str = "train", progress: bool = True
+                    ) -> dict[str, float]:
     model.train()
     total_loss, seen, started = 0.0, 0, time.perf_counter()
     steps = min(len(loader), max_batches) if max_batches else len(loader)
-    progress = tqdm(loader, total=steps, desc=desc, leave=False, mininterval=1.0)
-    for step, batch in enumerate(progress):
+    bar = tqdm(loader, total=steps, desc=desc, leave=False, mininterval=1.0, disable=not progress)
+    for step, batch in enumerate(bar):
         if step >= steps:
             break
         batch = to_device(batch, device, channels_last)
@@ -99,7 +102,7 @@ def train_one_epoch(model: InspectionNet, loader: DataLoader, optimizer: torch.o
         scheduler.step()  # per step: warmup and cosine are measured in optimizer steps
         rows = len(batch["image"])
         total_loss, seen = total_loss + float(loss.detach()) * rows, seen + rows
-        progress.set_postfix(loss=f"{total_loss / seen:.3f}", lr=f"{scheduler.get_last_lr()[-1]:.2e}")
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}", lr=f"{scheduler.get_last_lr()[-1]:.2e}")
     seconds = time.perf_counter() - started
     return {"loss": total_loss / max(seen, 1), "images_per_s": seen / max(seconds, 1e-9),
             "seconds": seconds}
@@ -108,13 +111,16 @@ def train_one_epoch(model: InspectionNet, loader: DataLoader, optimizer: torch.o
 @torch.inference_mode()
 def evaluate(model: InspectionNet, loader: DataLoader, settings: LossSettings,
              device: torch.device, autocast: Callable[[], AbstractContextManager] = nullcontext,
-             channels_last: bool = False) -> dict[str, float]:
+             channels_last: bool = False, gather: Gather | None = None,
+             progress: bool = True) -> dict[str, float]:
     """Val loss, per-head metrics and `score`, the mean of the heads' main metric (macro-F1 for
-    single heads, mean average precision for multi heads), which picks the best checkpoint."""
+    single heads, mean average precision for multi heads), which picks the best checkpoint.
+    `gather` merges the outputs of every process's share of the val set (training/distributed.py)
+    before the metrics are computed."""
     model.eval()
     total_loss, seen = 0.0, 0
     collected: dict[str, list[np.ndarray]] = {}
-    for batch in tqdm(loader, desc="val", leave=False, mininterval=1.0):
+    for batch in tqdm(loader, desc="val", leave=False, mininterval=1.0, disable=not progress):
         batch = to_device(batch, device, channels_last)
         with autocast():
             outputs = model(batch["image"])
@@ -127,6 +133,8 @@ def evaluate(model: InspectionNet, loader: DataLoader, settings: LossSettings,
             category_logits = model.category_logits(outputs["embedding"].float())
             _collect(collected, "category", category_logits, batch["category"],
                      (batch["category"] >= 0).float())
+    if gather is not None:
+        total_loss, seen, collected = gather(total_loss, seen, collected)
     metrics = {"loss": total_loss / max(seen, 1)}
     metrics.update(head_metrics(model.taxonomy, collected))
     return metrics

@@ -144,9 +144,9 @@ class InspectionNet(nn.Module):
 
 def build_model(taxonomy: Taxonomy, backbone: str = "efficientnet_lite0", pretrained: bool = True,
                 embedding_dim: int = EMBEDDING_DIM,
-                categories: list[str] | None = None) -> InspectionNet:
+                categories: list[str] | None = None, dropout: float = 0.2) -> InspectionNet:
     return InspectionNet(taxonomy, backbone=backbone, pretrained=pretrained,
-                         embedding_dim=embedding_dim, categories=categories)
+                         embedding_dim=embedding_dim, categories=categories, dropout=dropout)
 
 
 def load_checkpoint(path: str | Path) -> tuple[InspectionNet, dict[str, Any]]:

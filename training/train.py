@@ -15,8 +15,10 @@ import argparse
 import json
 import logging
 import math
-import os
 import random
+import subprocess
+import sys
+import tempfile
 from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
@@ -24,16 +26,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from inspection.card import PreprocessSpec
 from inspection.errors import InputError
-from inspection.manifest import Manifest, read_manifest
+from inspection.manifest import Manifest, Sample, read_manifest
 from inspection.taxonomy import Taxonomy, load_taxonomy
+from training import distributed
 from training.config import TrainConfig, add_config_arguments, config_from_args, finish
 from training.data import InspectionDataset, balanced_sampler, class_weights
+from training.distributed import World, launched_world
 from training.engine import (
     LossSettings,
     evaluate,
@@ -51,13 +55,18 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
+    parser.add_argument("--nproc", type=int, default=1,
+                        help="processes on this machine (one per GPU): runs torchrun with DDP")
 
 
 def main(args: argparse.Namespace) -> int:
     config = config_from_args(args) if not getattr(args, "resume", "") else resumed_config(args)
+    if getattr(args, "nproc", 1) > 1 and not launched_world().launched:
+        return launch(config, args.nproc)
     with logging_redirect_tqdm():  # log lines above the progress bars, not through them
         run_dir = train(config)
-    print(f"run folder: {run_dir}  (best.pt, last.pt, history.jsonl, config.yaml)")
+    if launched_world().is_main:
+        print(f"run folder: {run_dir}  (best.pt, last.pt, history.jsonl, config.yaml)")
     return 0
 
 
@@ -72,21 +81,36 @@ def resumed_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def train(config: TrainConfig) -> Path:
-    device = pick_device(config.device)
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    world = launched_world()
+    device = distributed.device_for(world, config.device)
+    torch.set_num_threads(config.threads or distributed.default_threads())
     taxonomy = load_taxonomy(config.taxonomy or None)
     manifest = read_manifest(config.manifest, taxonomy)  # InputError at file:line on bad labels
     check_images(manifest)
+    distributed.start(world, device)
+    try:
+        return train_in_world(config, world, device, taxonomy, manifest)
+    finally:
+        distributed.stop(world)
+
+
+def train_in_world(config: TrainConfig, world: World, device: torch.device, taxonomy: Taxonomy,
+                   manifest: Manifest) -> Path:
+    config.world_size = world.size
+    log.info("world_size: %d (%s)", world.size, "torchrun, " + distributed.backend(device)
+             if world.launched else "one process")
+    # Same seed everywhere: the model starts identical on every rank (DDP checks it).
     seed_everything(config.seed)
     categories = taxonomy.categories or sorted({s.category for s in manifest.samples if s.category})
     spec = PreprocessSpec(input_size=config.input_size)
-    train_loader, val_loader = load_data(manifest, taxonomy, categories, spec, config)
+    train_loader, val_loader = load_data(manifest, taxonomy, categories, spec, config, world)
     cuda = device.type == "cuda"
     # channels_last on the CPU too: depthwise-convolution backward is much slower in the
     # contiguous format (BENCHMARKS.md, "Training throughput": `returns-inspect bench training`).
     channels_last = config.channels_last
     model = build_model(taxonomy, config.backbone, pretrained=not config.resume,
-                        categories=categories).to(device)
+                        categories=categories, dropout=config.dropout)
+    model = distributed.sync_batch_norm(model, world, device).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     steps = min(len(train_loader), config.max_train_batches or len(train_loader))
@@ -102,21 +126,34 @@ def train(config: TrainConfig) -> Path:
                             embedding_weight=config.embedding_weight)
     state: dict[str, Any] = {"epoch": 0, "best_score": -math.inf, "stale_epochs": 0}
     run_dir = Path(config.out)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if world.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     if config.resume:
         state = restore(Path(config.resume), model, optimizer, scheduler, scaler)
-    config.save(run_dir / "config.yaml")
+    if world.is_main:
+        config.save(run_dir / "config.yaml")
     base = checkpoint_base(config, taxonomy, categories, spec, manifest)
     epochs = tqdm(range(state["epoch"], config.epochs), desc="epochs", initial=state["epoch"],
-                  total=config.epochs)
+                  total=config.epochs, disable=not world.is_main)
+    gather = partial(distributed.gather_outputs, world=world)
+    every_used = settings.embedding_weight > 0 and model.category_classifier is not None
+    trained = model  # what the steps run through: the model, or DDP around it
+    trainable: int | None = None
     for epoch in epochs:
         frozen = epoch < config.freeze_epochs
         model.freeze_backbone(0 if frozen else config.unfreeze_blocks)
+        if model.first_trainable != trainable:  # DDP over what trains in this phase
+            trained, trainable = distributed.wrap(model, world, device, every_used), model.first_trainable
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank
         phase = "heads" if frozen else f"blocks:{config.unfreeze_blocks}"
-        fit = train_one_epoch(model, train_loader, optimizer, scheduler, settings, device,
+        fit = train_one_epoch(trained, train_loader, optimizer, scheduler, settings, device,
                               autocast, scaler, channels_last, config.max_train_batches,
-                              desc=f"epoch {epoch + 1}/{config.epochs} [{phase}]")
-        metrics = (evaluate(model, val_loader, settings, device, autocast, channels_last)
+                              desc=f"epoch {epoch + 1}/{config.epochs} [{phase}]",
+                              progress=world.is_main)
+        fit = distributed.mean_over_ranks(fit, world, summed=("images_per_s",))
+        metrics = (evaluate(model, val_loader, settings, device, autocast, channels_last, gather,
+                            progress=world.is_main)
                    if val_loader is not None else {"loss": fit["loss"], "score": -fit["loss"]})
         improved = metrics["score"] > state["best_score"]
         state = {"epoch": epoch + 1, "best_score": max(metrics["score"], state["best_score"]),
@@ -124,8 +161,9 @@ def train(config: TrainConfig) -> Path:
         lrs = scheduler.get_last_lr()  # groups: backbone x2, heads x2
         record = {"epoch": epoch + 1, "phase": phase, "lr_backbone": lrs[0], "lr_heads": lrs[-1],
                   **{f"train/{k}": v for k, v in fit.items()}, **{f"val/{k}": v for k, v in metrics.items()}}
-        with open(run_dir / "history.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        if world.is_main:
+            with open(run_dir / "history.jsonl", "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
         epochs.set_postfix(loss=f"{fit['loss']:.3f}", val_loss=f"{metrics['loss']:.3f}",
                            score=f"{metrics['score']:.3f}", best=f"{state['best_score']:.3f}")
         log.info("epoch %d/%d %s: train loss %.4f (%.1f img/s), val %s", epoch + 1, config.epochs,
@@ -133,22 +171,14 @@ def train(config: TrainConfig) -> Path:
         checkpoint = {**base, "model": model.state_dict(), "epoch": epoch + 1, "metrics": metrics,
                       "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                       "scaler": scaler.state_dict() if scaler else {}, **state}
-        save_atomic(checkpoint, run_dir / "last.pt")
-        if improved:
-            save_atomic(checkpoint, run_dir / "best.pt")
+        if world.is_main:
+            save_atomic(checkpoint, run_dir / "last.pt")
+            if improved:
+                save_atomic(checkpoint, run_dir / "best.pt")
         if config.patience and state["stale_epochs"] >= config.patience:
             log.info("early stop: no better val score for %d epochs", config.patience)
             break
     return run_dir
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("CUDA was asked for but this machine has no usable CUDA device; "
-                         "use --device cpu or auto", "--device")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def check_images(manifest: Manifest) -> None:
@@ -165,7 +195,9 @@ def seed_everything(seed: int) -> None:
 
 
 def load_data(manifest: Manifest, taxonomy: Taxonomy, categories: list[str], spec: PreprocessSpec,
-              config: TrainConfig) -> tuple[DataLoader, DataLoader | None]:
+              config: TrainConfig, world: World | None = None
+              ) -> tuple[DataLoader, DataLoader | None]:
+    world = world or World()
     train_rows, val_rows = manifest.split("train"), manifest.split("val")
     if not train_rows:
         raise InputError("no rows with split=train; run `returns-inspect dataset split`",
@@ -175,18 +207,35 @@ def load_data(manifest: Manifest, taxonomy: Taxonomy, categories: list[str], spe
                                   get_preset(config.augment))
     if config.synthetic_damage:  # CutPaste-style damage on good photos (training/synthetic_damage.py)
         train_set = SyntheticDamageDataset(train_set, config.synthetic_damage)
-    sampler = balanced_sampler(train_rows, taxonomy, generator) \
-        if config.balance == "sampler" else None
-    common: dict[str, Any] = {"batch_size": config.batch_size, "num_workers": config.num_workers,
-              "persistent_workers": config.num_workers > 0}
+    sampler = train_sampler(train_set, train_rows, taxonomy, generator, config, world)
+    common: dict[str, Any] = {"batch_size": distributed.rank_batch_size(world, config.batch_size),
+                              "num_workers": config.num_workers,
+                              "persistent_workers": config.num_workers > 0}
     train_loader = DataLoader(train_set, shuffle=sampler is None, sampler=sampler,
                               generator=generator, drop_last=len(train_rows) > config.batch_size,
                               **common)
     if not val_rows:
         log.warning("no rows with split=val: the best checkpoint is chosen by train loss")
         return train_loader, None
-    val_set = InspectionDataset(manifest, val_rows, taxonomy, categories, spec, None)
+    # Each rank scores every world.size-th val row; evaluate() gathers them all for the metrics.
+    val_set = InspectionDataset(manifest, val_rows[world.rank::world.size], taxonomy, categories,
+                                spec, None)
     return train_loader, DataLoader(val_set, shuffle=False, **common)
+
+
+def train_sampler(train_set: Dataset, train_rows: list[Sample], taxonomy: Taxonomy,
+                  generator: torch.Generator, config: TrainConfig, world: World) -> Sampler | None:
+    """Shuffled by the DataLoader in one process; under torchrun one shuffle (seed + epoch)
+    shared out by rank, so every step's global batch is the same whatever the world size."""
+    if config.balance == "sampler":
+        if world.launched:
+            raise InputError("balanced batches (--balance sampler) are single-process; with "
+                             "torchrun use --balance weights", "--balance")
+        return balanced_sampler(train_rows, taxonomy, generator)
+    if world.launched:
+        return DistributedSampler(train_set, num_replicas=world.size, rank=world.rank,
+                                  shuffle=True, seed=config.seed)
+    return None
 
 
 def checkpoint_base(config: TrainConfig, taxonomy: Taxonomy, categories: list[str],
@@ -228,5 +277,22 @@ def save_atomic(checkpoint: dict[str, Any], path: Path) -> None:
     temporary.replace(path)
 
 
+def launch(config: TrainConfig, nproc: int) -> int:
+    """`train --nproc N`: the resolved config, handed to N processes started by torchrun."""
+    with tempfile.TemporaryDirectory() as folder:
+        recipe = Path(folder) / "recipe.yaml"
+        config.save(recipe)
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   f"--nproc_per_node={nproc}", "-m", "training.train", "--recipe", str(recipe)]
+        log.info("starting %d processes: %s", nproc, " ".join(command))
+        return subprocess.run(command, check=False).returncode
+
+
 def _brief(metrics: dict[str, float]) -> str:
     return " ".join(f"{k}={v:.3f}" for k, v in metrics.items())
+
+
+if __name__ == "__main__":  # torchrun --nproc_per_node N -m training.train ...
+    from inspection.cli import main as cli_main
+
+    sys.exit(cli_main(["train", *sys.argv[1:]]))

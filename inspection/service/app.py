@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 
@@ -18,6 +19,7 @@ from inspection.service.compute import ComputeSlots
 from inspection.service.db import make_engine, make_session_factory, upgrade_to_head
 from inspection.service.deps import ServiceState
 from inspection.service.errors import install_error_handlers
+from inspection.service.fleet import ModelFollower
 from inspection.service.limits import BodySizeLimit
 from inspection.service.metrics import ServiceMetrics
 from inspection.service.middleware import ServiceMiddleware
@@ -37,8 +39,15 @@ def build_state(settings: Settings, model: LoadedModel | None = None) -> Service
         principals=settings.principals(), metrics=ServiceMetrics(),
         holder=ModelHolder(model, settings.bundle_dir, precision=settings.precision,
                            policy_file=settings.policy_file),
-        store=PhotoStore(settings.resolved_photo_dir), compute=compute,
+        store=PhotoStore(settings.resolved_photo_store), compute=compute,
     )
+
+
+def _switched(state: ServiceState, model: LoadedModel) -> None:
+    """What follows a model coming into service here: its metrics, its catalog references."""
+    state.metrics.set_model(model.card.name, model.card.version, model.card.model_id)
+    if state.sessions is not None:
+        state.catalog_rebuild.start(state.sessions, state.store, model)
 
 
 @asynccontextmanager
@@ -57,9 +66,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             state.holder.error = str(exc)
             log.error("no model loaded: %s", exc)
     if model := state.holder.current:
-        state.metrics.set_model(model.card.name, model.card.version, model.card.model_id)
-        state.catalog_rebuild.start(state.sessions, state.store, model)
+        _switched(state, model)
+    # Serve the fleet's model, then follow it (inspection/service/fleet.py); a model taken
+    # from the fleet gets its catalog references built like one loaded here.
+    follower = ModelFollower(state.holder, state.sessions, partial(_switched, state),
+                             state.settings.model_sync_seconds)
+    follower.sync_once()
+    follower.start()
     yield
+    follower.stop()
     state.catalog_rebuild.stop()
     state.db_engine.dispose()
 

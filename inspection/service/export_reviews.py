@@ -83,18 +83,21 @@ def samples_for(row: Inspection, taxonomy: Taxonomy, store: PhotoStore, out: Pat
         labels = model_labels(row, photo.predictions.get("probabilities", {}), taxonomy)
         if review.decision == "correct":
             labels.update({head: tuple(values) for head, values in review.labels.items()})
-        source = store.path(photo.path)
-        image = str(source) if link else _copy(source, out / "photos")
+        image = store.location(photo.path) if link else _copy(store, photo.path, out / "photos")
         samples.append(Sample(image=image, item_id=row.id, category=row.category or "",
                               sku=row.sku or "", labels=labels, sha256=photo.sha256))
     return samples
 
 
-def _copy(source: Path, folder: Path) -> str:
+def _copy(store: PhotoStore, relative: str, folder: Path) -> str:
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / source.name
+    target = folder / Path(relative).name
     if not target.exists():
-        shutil.copy2(source, target)
+        source = store.local_path(relative)  # a file is copied with its times; an object is read
+        if source is not None:
+            shutil.copy2(source, target)
+        else:
+            target.write_bytes(store.read(relative))
     return f"photos/{target.name}"
 
 
@@ -104,7 +107,7 @@ def export_reviews(out: Path, settings: Settings, bundle: Path, since: datetime 
     taxonomy = read_card(bundle).get_taxonomy()
     engine = make_engine(settings.resolved_database_url)
     upgrade_to_head(engine)
-    store = PhotoStore(settings.resolved_photo_dir)
+    store = PhotoStore(settings.resolved_photo_store)
     samples: list[Sample] = []
     with session_scope(make_session_factory(engine)) as session:
         rows = reviewed_inspections(session, since)

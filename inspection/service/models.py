@@ -132,6 +132,21 @@ class IdempotencyKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class ServedModel(Base):
+    """The bundle every replica serves: one row, written by a reload through any replica and
+    followed by the others (inspection/service/fleet.py)."""
+
+    __tablename__ = "served_model"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # always 1
+    bundle: Mapped[str] = mapped_column(String(1000))  # a path every replica reaches
+    model_id: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))
+    version: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+
 class CatalogSku(Base):
     """A SKU's catalog entry (issue 8). `revision` grows with every new set of reference photos;
     a built reference counts only for the revision it was built from."""

@@ -51,7 +51,7 @@ def purge(session: Session, store: PhotoStore, cutoff: datetime, dry_run: bool =
     still_used = set(session.scalars(select(Photo.path).where(Photo.path.in_(paths))))
     removed = 0
     for path in sorted(paths - still_used):
-        if store.path(path).is_file():
+        if store.exists(path):
             store.remove(path)
             removed += 1
     return PurgeReport(cutoff, len(ids), removed + remove_orphans(session, store, cutoff))
@@ -79,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
     upgrade_to_head(engine)
     cutoff = datetime.now(UTC) - timedelta(days=days)
     with make_session_factory(engine)() as session:
-        report = purge(session, PhotoStore(settings.resolved_photo_dir), cutoff, args.dry_run)
+        report = purge(session, PhotoStore(settings.resolved_photo_store), cutoff, args.dry_run)
     engine.dispose()
     verb = "would delete" if args.dry_run else "deleted"
     print(f"{verb} {report.inspections} inspection(s) created before {cutoff.isoformat()} and "

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("RETURNS_DATABASE_URL", "DATABASE_URL"))
     data_dir: Path = Path("data")
     photo_dir: Path | None = None  # default: <data_dir>/photos
+    # A folder or an fsspec URL (s3://bucket/photos) that every replica reaches; wins over photo_dir.
+    photo_store: str | None = None
     bundle_dir: Path = Path("models/default")
     policy_file: Path | None = None  # default: the packaged inspection/defaults/policy.yaml
     api_keys: str = ""
@@ -54,6 +56,8 @@ class Settings(BaseSettings):
     migrate_on_start: bool = True
     session_secret: str = ""  # signs /ui sessions; default: derived from the API keys
     retention_days: float | None = None  # `returns-inspect purge` deletes inspections older than this
+    # How often a replica checks the database for a model reloaded through another; 0: never.
+    model_sync_seconds: float = 5.0
 
     @property
     def resolved_database_url(self) -> str:
@@ -64,6 +68,10 @@ class Settings(BaseSettings):
     @property
     def resolved_photo_dir(self) -> Path:
         return self.photo_dir or self.data_dir / "photos"
+
+    @property
+    def resolved_photo_store(self) -> str | Path:
+        return self.photo_store or self.resolved_photo_dir
 
     def principals(self) -> dict[str, Principal]:
         """API key -> who holds it. Raises ValueError naming the bad entry (never the key)."""

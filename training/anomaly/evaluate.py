@@ -1,8 +1,12 @@
-"""`returns-inspect anomaly evaluate`: the MVTec AD protocol on any folder in its layout.
+"""`returns-inspect anomaly evaluate`: the MVTec AD protocol on any category — an MVTec AD
+folder, the magnetic-tile layout or a manifest's category (training.anomaly.sources).
 
-Fit the memory bank on train/good (less a seeded held-out slice), fit the normaliser and
-threshold on that held-out slice (test labels are never used for it), score every test photo,
-and report image-level AUROC plus each defect kind's detection rate at the threshold.
+Fit the memory bank on the good training photos (less a seeded held-out slice), fit the
+normaliser and threshold on that held-out slice (test labels are never used for it), score every
+test photo, and report image-level AUROC, each defect kind's detection rate at the threshold,
+pixel AUROC where the set has masks, and what it cost: fit time, bank size, ms per photo.
+Photos are decoded as the service decodes them. `--placement random` puts every photo down
+anywhere first (training.anomaly.placement), train and test alike.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 import logging
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +24,43 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
+from inspection.anomaly import upsample_map
 from inspection.errors import InputError
 from inspection.images import load_photo
+from inspection.locate import crop_to_item
 from training.anomaly.extractor import DEFAULT_STRIDES, extract_all, torch_patch_extractor
-from training.anomaly.mvtec import GOOD, holdout_split, scan_category
-from training.anomaly.patchcore import PatchCore
+from training.anomaly.mvtec import GOOD, MvtecCategory, holdout_split
+from training.anomaly.patchcore import MAX_BANK, NEIGHBOURS, PatchCore
+from training.anomaly.placement import place, place_mask, random_placement, rotations
+from training.anomaly.sources import find_category
 from training.anomaly.threshold import DEFAULT_TARGET_FPR, fit_calibration
 
 log = logging.getLogger(__name__)
+Loader = Callable[[Path], np.ndarray]
+REPORTED_FPR = 0.05  # "TPR at 5 % good FPR", per defect kind
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", type=Path, required=True, help="folder holding <category>/")
+    parser.add_argument("--root", type=Path, help="folder holding <category>/ (MVTec AD layout, "
+                        "or MT_Free + MT_* folders as magnetic tile)")
+    parser.add_argument("--manifest", type=Path, help="instead of --root: a manifest whose "
+                        "category's train goods fit and whose test split is scored")
     parser.add_argument("--category", required=True)
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--input-size", type=int, default=224)
-    parser.add_argument("--coreset-ratio", type=float, default=0.01,
-                        help="share of patches kept; 0.01 keeps the detector within 1.5x latency")
+    parser.add_argument("--coreset-ratio", type=float, default=0.01, help="share of patches kept")
+    parser.add_argument("--max-bank", type=int, default=MAX_BANK,
+                        help="bank rows at most (0: no cap); bounds latency and memory")
+    parser.add_argument("--neighbours", type=int, default=NEIGHBOURS,
+                        help="support rows of the density-weighted image score (1: plain max)")
     parser.add_argument("--layers", default=",".join(map(str, DEFAULT_STRIDES)),
                         help="strides of the backbone maps to use, e.g. 8,16 (from 4,8,16,32)")
+    parser.add_argument("--placement", choices=("aligned", "random"), default="aligned",
+                        help="random: rotate 0-360, scale 0.8-1, shift +-10%% every photo")
+    parser.add_argument("--crop", choices=("none", "item"), default="none",
+                        help="item: crop every photo to the item found on it (inspection.locate)")
+    parser.add_argument("--rotations", type=int, default=1,
+                        help="fit the bank on this many evenly rotated copies of each good photo")
     parser.add_argument("--holdout", type=float, default=0.2,
                         help="fraction of train/good held out to fit the threshold")
     parser.add_argument("--target-fpr", type=float, default=DEFAULT_TARGET_FPR)
@@ -55,43 +78,112 @@ def parse_layers(text: str) -> tuple[int, ...]:
     return strides
 
 
-def run_protocol(root: Path, category: str, input_size: int = 224, coreset_ratio: float = 0.01,
+def photo_loader(input_size: int, placement: str, seed: int, crop: str = "none") -> Loader:
+    """Decode as the service does (large JPEGs at reduced scale), place if asked, then crop to
+    the item if asked (inspection.locate: found in the photo, never from a mask)."""
+    def load(path: Path) -> np.ndarray:
+        rgb = load_photo(path, min_side=input_size)
+        rgb = place(rgb, random_placement(path, seed)) if placement == "random" else rgb
+        return crop_to_item(rgb) if crop == "item" else rgb
+    return load
+
+
+def mask_loader(placement: str, seed: int) -> Callable[[Path, Path], np.ndarray]:
+    def load(photo: Path, mask: Path) -> np.ndarray:
+        binary = (load_photo(mask)[:, :, 0] > 127).astype(np.uint8)
+        return place_mask(binary, random_placement(photo, seed)) if placement == "random" \
+            else binary
+    return load
+
+
+def pixel_auroc(data: MvtecCategory, paths: list[Path], maps: np.ndarray,
+                load_mask: Callable[[Path, Path], np.ndarray]) -> float | None:
+    """Pixel AUROC of the heatmap the operator sees (inspection.anomaly.upsample_map: the map
+    resized to the photo and smoothed) against the masks; photos without a mask are skipped
+    when the set only has masks for its defects."""
+    truth, predicted = [], []
+    for path, anomaly_map in zip(paths, maps, strict=True):
+        mask_path = data.masks.get(path)
+        if mask_path is None:
+            continue
+        mask = load_mask(path, mask_path)
+        truth.append(mask.ravel())
+        predicted.append(upsample_map(anomaly_map, mask.shape[1], mask.shape[0]).ravel())
+    labels = np.concatenate(truth) if truth else np.zeros(0, bool)
+    if not labels.any() or labels.all():
+        return None
+    return float(roc_auc_score(labels, np.concatenate(predicted)))
+
+
+def defect_members(kinds: np.ndarray) -> dict[str, np.ndarray]:
+    """Which test photos show each defect kind; a photo of several (`crack;dent`, a manifest's
+    damage labels) counts for each of them."""
+    labels = [set(kind.split(";")) for kind in kinds.tolist()]
+    names = sorted(set().union(*labels) - {GOOD})
+    return {name: np.array([name in photo for photo in labels]) for name in names}
+
+
+def tpr_at_fpr(scores: np.ndarray, kinds: np.ndarray, fpr: float) -> dict[str, float]:
+    """Each defect kind's detection rate at the score that flags `fpr` of the test goods: a
+    point on the ROC curve, free of the calibrated threshold (which the held-out goods set)."""
+    cut = float(np.quantile(scores[kinds == GOOD], 1.0 - fpr, method="higher"))
+    return {name: float((scores[members] > cut).mean())
+            for name, members in defect_members(kinds).items()}
+
+
+def run_protocol(data: MvtecCategory, input_size: int = 224, coreset_ratio: float = 0.01,
                  strides: tuple[int, ...] = DEFAULT_STRIDES, holdout: float = 0.2,
-                 target_fpr: float = DEFAULT_TARGET_FPR, seed: int = 0) -> dict[str, Any]:
+                 target_fpr: float = DEFAULT_TARGET_FPR, seed: int = 0,
+                 max_bank: int | None = MAX_BANK, neighbours: int = NEIGHBOURS,
+                 placement: str = "aligned", rotation_copies: int = 1,
+                 crop: str = "none") -> dict[str, Any]:
     """Fit, calibrate and score one category; return the figures as a JSON-able dict."""
     if not 0.0 < coreset_ratio <= 1.0:
         raise InputError(f"must be in (0, 1], got {coreset_ratio}", "--coreset-ratio")
     if input_size < 32 or input_size % 32:
         raise InputError(f"must be a multiple of 32, got {input_size}", "--input-size")
-    data = scan_category(root, category)
+    if not 1 <= rotation_copies <= 36 or neighbours < 1:
+        raise InputError("--rotations must be 1..36 and --neighbours at least 1", "--rotations")
     fit_photos, held_photos = holdout_split(data.train_good, holdout, seed)
     extract = torch_patch_extractor(input_size, strides)
+    load = photo_loader(input_size, placement, seed, crop)
     started = time.perf_counter()
-    fit_features = extract_all(extract, load_photo, fit_photos, desc="train/good")
-    detector = PatchCore.fit(fit_features, coreset_ratio, seed=seed)
+    fit_features = extract_all(extract, rotations(load, rotation_copies),
+                               [(p, k) for p in fit_photos for k in range(rotation_copies)],
+                               desc="train/good")
+    detector = PatchCore.fit(fit_features, coreset_ratio, seed=seed, max_bank=max_bank or None,
+                             neighbours=neighbours)
     fit_seconds = time.perf_counter() - started
-    held_scores, _ = detector.score(extract_all(extract, load_photo, held_photos, desc="held-out"))
+    held_scores, _ = detector.score(extract_all(extract, load, held_photos, desc="held-out"))
     calibration = fit_calibration(held_scores, target_fpr=target_fpr)
     test_paths = [path for path, _ in data.test]
     kinds = np.array([kind for _, kind in data.test])
-    test_scores, _ = detector.score(extract_all(extract, load_photo, test_paths, desc="test"))
+    started = time.perf_counter()
+    test_scores, test_maps = detector.score(extract_all(extract, load, test_paths, desc="test"))
+    ms_per_photo = 1000 * (time.perf_counter() - started) / len(test_paths)
     normalised = test_scores / calibration.normaliser
     flagged = normalised >= calibration.threshold
     labels = (kinds != GOOD).astype(int)
     return {
-        "category": category,
         "image_auroc": float(roc_auc_score(labels, test_scores)),
-        "detection_rate": {kind: float(flagged[kinds == kind].mean())
-                           for kind in data.defect_kinds},
+        "pixel_auroc": (pixel_auroc(data, test_paths, test_maps, mask_loader(placement, seed))
+                        if data.masks and crop == "none" else None),
+        "detection_rate": {name: float(flagged[members].mean())
+                           for name, members in defect_members(kinds).items()},
         "good_false_positive_rate": float(flagged[kinds == GOOD].mean()),
+        "tpr_at_fpr": tpr_at_fpr(test_scores, kinds, REPORTED_FPR),
         "threshold": calibration.threshold,
         "normaliser": calibration.normaliser,
         "calibration": calibration.fitted_on,
         "config": {"input_size": input_size, "coreset_ratio": coreset_ratio,
-                   "layers": list(strides), "holdout": holdout, "seed": seed,
-                   "fit_photos": len(fit_photos), "held_out_photos": len(held_photos),
+                   "max_bank": max_bank, "neighbours": neighbours, "layers": list(strides),
+                   "placement": placement, "rotations": rotation_copies, "crop": crop,
+                   "holdout": holdout,
+                   "seed": seed, "fit_photos": len(fit_photos),
+                   "held_out_photos": len(held_photos), "test_photos": len(test_paths),
                    "bank_size": int(len(detector.bank)), "channels": int(fit_features.shape[1])},
         "fit_seconds": round(fit_seconds, 1),
+        "ms_per_photo": round(ms_per_photo, 1),  # decode + features + nearest neighbours
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
                    f"torch threads",
         "scores": {str(path): float(score) for path, score in zip(test_paths, normalised,
@@ -101,13 +193,24 @@ def run_protocol(root: Path, category: str, input_size: int = 224, coreset_ratio
 
 def main(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
-    result = run_protocol(args.root, args.category, args.input_size, args.coreset_ratio,
-                          parse_layers(args.layers), args.holdout, args.target_fpr, args.seed)
-    print(f"{args.category}: image AUROC {result['image_auroc']:.4f}  "
-          f"(bank {result['config']['bank_size']} patches, threshold {result['threshold']:.3f})")
+    data = find_category(args.root, args.category, args.manifest, args.seed)
+    result = run_protocol(data, args.input_size, args.coreset_ratio, parse_layers(args.layers),
+                          args.holdout, args.target_fpr, args.seed, args.max_bank,
+                          args.neighbours, args.placement, args.rotations, args.crop)
+    result["category"] = args.category
+    config = result["config"]
+    pixel = result["pixel_auroc"]
+    print(f"{args.category} ({args.placement}): image AUROC {result['image_auroc']:.4f}"
+          + (f", pixel AUROC {pixel:.4f}" if pixel is not None else "")
+          + f"  (threshold {result['threshold']:.3f})")
+    print(f"  cost: fit {result['fit_seconds']:.1f} s on {config['fit_photos']} photos"
+          f" x {config['rotations']} rotation(s), bank {config['bank_size']} patches"
+          f" x {config['channels']} ch, {result['ms_per_photo']:.1f} ms/photo")
+    at_fpr = result["tpr_at_fpr"]
+    print(f"  {'kind':<24} at threshold   at {REPORTED_FPR:.0%} good FPR")
     for kind, rate in result["detection_rate"].items():
-        print(f"  {kind:<24} detected {rate:6.1%}")
-    print(f"  {'good (false positives)':<24} flagged  {result['good_false_positive_rate']:6.1%}")
+        print(f"  {kind:<24} {rate:6.1%}         {at_fpr[kind]:6.1%}")
+    print(f"  {'good (false positives)':<24} {result['good_false_positive_rate']:6.1%}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -9,6 +9,7 @@ layers than the exported default.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -38,6 +39,7 @@ def pooled_patches(feature_maps: dict[int, torch.Tensor],
 
 
 PatchFn = Callable[[list[np.ndarray]], np.ndarray]
+Item = TypeVar("Item")  # what `load` turns into a photo: a path, (path, turn), ...
 
 
 def torch_patch_extractor(input_size: int = 224,
@@ -54,7 +56,7 @@ def torch_patch_extractor(input_size: int = 224,
     return extract
 
 
-def extract_all(extract: PatchFn, load: Callable[[object], np.ndarray], items: Sequence[object],
+def extract_all(extract: PatchFn, load: Callable[[Item], np.ndarray], items: Sequence[Item],
                 batch_size: int = 8, desc: str = "features") -> np.ndarray:
     """Run `extract` over `items` in batches, loading each with `load`, with a progress bar."""
     chunks = []

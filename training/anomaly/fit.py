@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from inspection.anomaly import MISMATCH_KEY, REFERENCES_FILE
@@ -26,7 +28,7 @@ from inspection.images import load_photo
 from inspection.manifest import Manifest, Sample, file_sha256, read_manifest
 from training.anomaly.export import parity, save_detector
 from training.anomaly.features import PATCH_STRIDES
-from training.anomaly.patchcore import PatchCore
+from training.anomaly.patchcore import MAX_BANK, NEIGHBOURS, PatchCore
 from training.anomaly.references import (
     fit_mismatch_threshold,
     nearest_similarity,
@@ -45,7 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--categories", nargs="*", help="default: every category in the manifest")
     parser.add_argument("--coreset-ratio", type=float, default=0.01,
                         help="share of patches kept; 0.01 keeps the detector within 1.5x latency")
+    parser.add_argument("--max-bank", type=int, default=MAX_BANK,
+                        help="bank rows at most (0: no cap); bounds latency and memory")
+    parser.add_argument("--neighbours", type=int, default=NEIGHBOURS,
+                        help="support rows of the density-weighted image score (1: plain max)")
     parser.add_argument("--target-fpr", type=float, default=DEFAULT_TARGET_FPR)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="CPU threads for ONNX Runtime and torch (1 on a busy machine)")
     parser.add_argument("--no-references", action="store_true", help="skip item mismatch")
 
 
@@ -63,15 +71,18 @@ def is_good(sample: Sample) -> bool:
 
 def run_outputs(engine: Engine, manifest: Manifest, samples: Sequence[Sample], output: str,
                 desc: str) -> np.ndarray:
-    chunks = []
+    chunks: list[np.ndarray] = []
     for start in tqdm(range(0, len(samples), 8), desc=desc, mininterval=1.0):
-        photos = [load_photo(manifest.image_path(s)) for s in samples[start:start + 8]]
+        # decoded as the service decodes an upload: large JPEGs at reduced DCT scale
+        photos = [load_photo(manifest.image_path(s), min_side=engine.input_size)
+                  for s in samples[start:start + 8]]
         chunks.extend(next(engine.iter_raw(photos, batch_size=8, outputs=[output]))[output])
     return np.stack(chunks) if chunks else np.zeros((0, 0), np.float32)
 
 
 def fit_category(engine: Engine, manifest: Manifest, category: str, coreset_ratio: float,
-                 target_fpr: float) -> dict:
+                 target_fpr: float, max_bank: int = MAX_BANK,
+                 neighbours: int = NEIGHBOURS) -> dict:
     """Fit, export and calibrate one category's detector; return its card entry."""
     rows = [s for s in manifest.samples if s.category == category]
     train = [s for s in rows if s.split == "train" and is_good(s)]
@@ -84,12 +95,14 @@ def fit_category(engine: Engine, manifest: Manifest, category: str, coreset_rati
         raise InputError(f"category {category!r} has {len(train)} good train photos; "
                          f"need {MIN_PHOTOS}", where=manifest.path)
     features = run_outputs(engine, manifest, train, "patch_features", f"{category} train")
-    detector = PatchCore.fit(features, coreset_ratio)
+    detector = PatchCore.fit(features, coreset_ratio, max_bank=max_bank or None,
+                             neighbours=neighbours)
     path = engine.bundle_dir / "anomaly" / f"{category}.onnx"
     save_detector(detector.bank, path, {"category": category,
-                                        "returns_inspection.model_id": engine.card.model_id})
+                                        "returns_inspection.model_id": engine.card.model_id},
+                  detector.support)
     held_features = run_outputs(engine, manifest, held, "patch_features", f"{category} held")
-    error = parity(path, detector.bank, held_features)
+    error = parity(path, detector, held_features)
     if error > 1e-3:
         raise RuntimeError(f"{path}: ONNX/torch parity {error:.2e} exceeds 1e-3")
     defect_scores = (detector.score(run_outputs(engine, manifest, defects, "patch_features",
@@ -98,7 +111,8 @@ def fit_category(engine: Engine, manifest: Manifest, category: str, coreset_rati
     return {"file": f"anomaly/{category}.onnx", "sha256": file_sha256(path),
             "threshold": calibration.threshold, "normaliser": calibration.normaliser,
             "bank_size": int(len(detector.bank)), "layers": list(PATCH_STRIDES),
-            "coreset_ratio": coreset_ratio, "parity_max_rel_error": error,
+            "coreset_ratio": coreset_ratio, "max_bank": max_bank, "neighbours": neighbours,
+            "parity_max_rel_error": error,
             "fitted_on": {**calibration.fitted_on, "train": len(train),
                           "manifest_sha256": manifest.sha256()}}
 
@@ -126,7 +140,8 @@ def fit_references(engine: Engine, manifest: Manifest, categories: Sequence[str]
 
 
 def main(args: argparse.Namespace) -> int:
-    engine = Engine.load(args.bundle, threads=2)
+    torch.set_num_threads(max(1, args.threads))
+    engine = Engine.load(args.bundle, threads=max(1, args.threads))
     manifest = read_manifest(args.manifest)
     known = sorted({s.category for s in manifest.samples if s.category})
     categories = args.categories or known
@@ -134,11 +149,15 @@ def main(args: argparse.Namespace) -> int:
     if missing:
         raise InputError(f"no photos of {missing} in the manifest (it has {known})", "--categories")
     card: ModelCard = engine.card
-    for category in categories:
+    for number, category in enumerate(categories, start=1):
+        print(f"[{number}/{len(categories)}] {category}: fitting", flush=True)
+        started = time.perf_counter()
         card.anomaly[category] = fit_category(engine, manifest, category, args.coreset_ratio,
-                                              args.target_fpr)
+                                              args.target_fpr, args.max_bank, args.neighbours)
         entry = card.anomaly[category]
-        print(f"{category}: bank {entry['bank_size']} patches, threshold {entry['threshold']:.3f}")
+        print(f"[{number}/{len(categories)}] {category}: bank {entry['bank_size']} patches, "
+              f"threshold {entry['threshold']:.3f}, fitted in {time.perf_counter() - started:.0f} s",
+              flush=True)
     if not args.no_references:
         references, thresholds, report = fit_references(engine, manifest, categories)
         np.savez(args.bundle / REFERENCES_FILE, **references)

@@ -16,6 +16,7 @@ import argparse
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ def model_outputs(engine: Engine, paths: list[Path]) -> dict[str, np.ndarray]:
     names = ["embedding", "patch_features"]
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for start in range(0, len(paths), 16):
-        photos = [load_photo(p) for p in paths[start:start + 16]]
+        photos = [load_photo(p, min_side=engine.input_size) for p in paths[start:start + 16]]
         raw = next(engine.iter_raw(photos, 16, outputs=names))
         for name in names:
             chunks[name].append(raw[name])
@@ -73,7 +74,7 @@ def measure(bundle: Path, manifest_path: Path, impostor_folders: list[Path],
     manifest = read_manifest(manifest_path)
     impostor_paths = impostor_photos(impostor_folders, limit)
     impostors = model_outputs(engine, impostor_paths)
-    result = {"impostors": len(impostor_paths), "folders": [str(f) for f in impostor_folders],
+    result: dict[str, Any] = {"impostors": len(impostor_paths), "folders": [str(f) for f in impostor_folders],
               "categories": {}}
     for category in categories or sorted(references.references):
         rows = [s for s in manifest.samples if s.category == category]

@@ -1,10 +1,11 @@
 """A folder in MVTec AD layout: `<root>/<category>/train/good/*`, `<root>/<category>/test/<kind>/*`
-where kind is `good` or a defect name. Ground-truth masks, if present, are not needed."""
+where kind is `good` or a defect name; `<root>/<category>/ground_truth/<kind>/<name>_mask.png`
+masks, where present, give pixel-level figures."""
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from inspection.errors import InputError
@@ -17,6 +18,7 @@ GOOD = "good"
 class MvtecCategory:
     train_good: tuple[Path, ...]
     test: tuple[tuple[Path, str], ...]  # (photo, kind)
+    masks: dict[Path, Path] = field(default_factory=dict)  # test photo -> its pixel mask
 
     @property
     def defect_kinds(self) -> list[str]:
@@ -45,7 +47,9 @@ def scan_category(root: Path, category: str) -> MvtecCategory:
     if GOOD not in kinds or len(kinds) < 2:
         raise InputError(f"{test} needs a `good` folder and at least one defect folder, found "
                          f"{sorted(kinds) or 'none'}", where="--root")
-    return MvtecCategory(tuple(train_good), tuple(test_items))
+    masks = {photo: mask for photo, kind in test_items
+             if (mask := base / "ground_truth" / kind / f"{photo.stem}_mask.png").is_file()}
+    return MvtecCategory(tuple(train_good), tuple(test_items), masks)
 
 
 def holdout_split(photos: tuple[Path, ...], fraction: float, seed: int = 0

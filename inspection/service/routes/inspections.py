@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import PurePosixPath
 from typing import Annotated, Any
 
 import numpy as np
@@ -201,12 +202,14 @@ def read_inspection(inspection_id: InspectionId, caller: PrincipalDep, session: 
 @router.get("/{inspection_id}/photos/{n}", response_class=FileResponse,
             summary="A photo as uploaded")
 def read_photo(inspection_id: InspectionId, n: int, caller: PrincipalDep, session: SessionDep,
-               store: StoreDep) -> FileResponse:
+               store: StoreDep) -> Response:
     photo = crud.get_photo(crud.get_inspection_for(session, inspection_id, caller), n)
-    path = store.path(photo.path)
-    if not path.is_file():
+    if not store.exists(photo.path):
         raise NotFound(f"photo {n} of inspection {inspection_id} is no longer stored", "n")
-    return FileResponse(path, media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"))
+    media_type = MEDIA_TYPES.get(PurePosixPath(photo.path).suffix, "application/octet-stream")
+    path = store.local_path(photo.path)  # an object store's photo is streamed from memory
+    return FileResponse(path, media_type=media_type) if path else \
+        Response(store.read(photo.path), media_type=media_type)
 
 
 @router.get("/{inspection_id}/photos/{n}/heatmap", response_class=Response,
@@ -221,10 +224,9 @@ def read_heatmap(inspection_id: InspectionId, n: int, caller: PrincipalDep, sess
                      "(puts a comparison pair on one scale)")] = None) -> Response:
     photo = crud.get_photo(crud.get_inspection_for(session, inspection_id, caller), n)
     values = heat_values(photo.predictions, label)
-    path = store.path(photo.path)
-    if not path.is_file():
+    if not store.exists(photo.path):
         raise NotFound(f"photo {n} of inspection {inspection_id} is no longer stored", "n")
-    rgb = decode_photo(path.read_bytes(), min_side=DISPLAY_SIDE, where=f"photo {n}").rgb
+    rgb = decode_photo(store.read(photo.path), min_side=DISPLAY_SIDE, where=f"photo {n}").rgb
     return Response(heatmap_png(rgb, values, peak), media_type="image/png")
 
 

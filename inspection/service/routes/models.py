@@ -1,6 +1,7 @@
 """The served model: what it is, and a hot reload (admin). The new bundle is loaded and checked
 completely before it replaces the old one; a bundle whose card and ONNX file do not match is
-refused (409) and the previous model keeps serving."""
+refused (409) and the previous model keeps serving. A reload is recorded in the database, and the
+other replicas load the same bundle within RETURNS_MODEL_SYNC_SECONDS (inspection/service/fleet.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi import APIRouter, Body
 from inspection.errors import BundleError
 from inspection.loaded_model import LoadedModel
 from inspection.service.deps import AdminDep, EngineDep, StateDep
+from inspection.service.fleet import record_served
 from inspection.service.schemas import ModelStatus, ReloadRequest
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -41,4 +43,6 @@ def reload_model(caller: AdminDep, state: StateDep,
     state.metrics.set_model(model.card.name, model.card.version, model.card.model_id)
     if state.sessions is not None:  # the catalog follows the model (catalog_rebuild.py)
         state.catalog_rebuild.start(state.sessions, state.store, model)
+    if state.sessions is not None and state.holder.bundle_dir is not None:
+        record_served(state.sessions, model, state.holder.bundle_dir, caller.name)  # the fleet follows
     return model_status(model, state.holder.bundle_dir)

@@ -5,7 +5,7 @@ A review's `revision` is 1 for the first review and +1 for each admin override; 
 isolation level. `idempotency_keys` remembers which inspection a client's Idempotency-Key made.
 
 Revision ID: 0002_issue9
-Revises: 0002_issue8
+Revises: 0003_issue12
 Create Date: 2026-11-25
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0002_issue9"
-down_revision = "0002_issue8"  # re-chained after issue 8 landed first
+down_revision = "0003_issue12"  # re-chained after issues 8 and 12 landed first
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,63 @@
+"""The placement protocol: seeded, moves a photo and its mask alike, fills with the border."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from training.anomaly.placement import (
+    Placement,
+    border_colour,
+    place,
+    place_mask,
+    random_placement,
+    rotations,
+)
+
+
+def _tray_photo() -> np.ndarray:
+    """A 64 px grey tray with a red square item in the middle."""
+    rgb = np.full((64, 64, 3), 90, np.uint8)
+    rgb[24:40, 24:40] = (200, 30, 30)
+    return rgb
+
+
+def test_placement_is_seeded_per_photo_and_within_its_ranges() -> None:
+    first = random_placement(Path("a/001.png"), seed=0)
+    assert first == random_placement(Path("b/001.png"), seed=0)  # by file name and seed
+    assert first != random_placement(Path("a/002.png"), seed=0)
+    assert first != random_placement(Path("a/001.png"), seed=1)
+    for index in range(50):
+        placement = random_placement(Path(f"{index}.png"), seed=0)
+        assert 0 <= placement.angle < 360 and 0.8 <= placement.scale <= 1.0
+        assert all(abs(shift) <= 0.1 for shift in placement.shift)
+
+
+def test_uncovered_area_takes_the_border_colour() -> None:
+    photo = _tray_photo()
+    assert border_colour(photo) == (90.0, 90.0, 90.0)
+    placed = place(photo, Placement(45.0, 0.8, (0.1, -0.1)))
+    assert tuple(placed[0, 0]) == (90, 90, 90) and tuple(placed[-1, -1]) == (90, 90, 90)
+
+
+def test_mask_moves_with_its_photo() -> None:
+    photo = _tray_photo()
+    mask = np.zeros((64, 64), np.uint8)
+    mask[24:40, 24:40] = 1
+    placement = Placement(30.0, 0.9, (0.1, 0.05))
+    placed, placed_mask = place(photo, placement), place_mask(mask, placement)
+    red = (placed[:, :, 0] > 150) & (placed[:, :, 1] < 80)
+    assert set(np.unique(placed_mask)) <= {0, 1}
+    overlap = (red & (placed_mask == 1)).sum() / max(1, (placed_mask == 1).sum())
+    assert overlap > 0.8  # the item's pixels are where its mask went
+
+
+def test_rotated_copies_turn_evenly(tmp_path: Path) -> None:
+    photo = _tray_photo()
+    photo[24:28, 24:40] = (30, 30, 200)  # a blue stripe marks the item's top edge
+    turned = rotations(lambda _: photo, 4)
+    assert np.array_equal(turned((tmp_path, 0)), photo)
+    quarter = turned((tmp_path, 1))  # 90 degrees counter-clockwise: the top goes left
+    assert np.array_equal(quarter, np.rot90(photo)) or \
+        np.abs(quarter.astype(int) - np.rot90(photo).astype(int)).mean() < 2

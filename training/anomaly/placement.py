@@ -1,0 +1,71 @@
+"""The placement protocol of `anomaly evaluate --placement random`: every photo, good and
+defective, train and test alike, is put down anywhere — rotated 0-360 degrees, scaled 0.8-1.0,
+shifted up to 10 % of its side each way — and the uncovered area is filled with the photo's own
+border colour, as an item lying on a plain tray would be. Seeded per photo (by seed and file
+name), so a rerun places every photo the same way and a photo's mask moves with it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+MAX_SHIFT = 0.10  # of the photo's side, each axis
+MIN_SCALE = 0.8
+
+
+@dataclass(frozen=True)
+class Placement:
+    angle: float  # degrees, counter-clockwise
+    scale: float
+    shift: tuple[float, float]  # (x, y), fractions of width and height
+
+    def matrix(self, width: int, height: int) -> np.ndarray:
+        """2 x 3 affine matrix: rotate and scale about the centre, then shift."""
+        matrix = cv2.getRotationMatrix2D((width / 2, height / 2), self.angle, self.scale)
+        matrix[:, 2] += np.array([self.shift[0] * width, self.shift[1] * height])
+        return matrix
+
+
+def random_placement(photo: Path, seed: int) -> Placement:
+    rng = random.Random(f"{seed}:{photo.name}")
+    return Placement(angle=rng.uniform(0.0, 360.0), scale=rng.uniform(MIN_SCALE, 1.0),
+                     shift=(rng.uniform(-MAX_SHIFT, MAX_SHIFT), rng.uniform(-MAX_SHIFT, MAX_SHIFT)))
+
+
+def border_colour(rgb: np.ndarray) -> tuple[float, ...]:
+    """Median colour of the photo's outermost pixel ring: the tray or background it lies on."""
+    ring = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    return tuple(float(v) for v in np.median(ring.reshape(-1, rgb.shape[-1]), axis=0))
+
+
+def place(rgb: np.ndarray, placement: Placement) -> np.ndarray:
+    """The photo with its content moved by `placement`, uncovered area in the border colour."""
+    height, width = rgb.shape[:2]
+    return cv2.warpAffine(rgb, placement.matrix(width, height), (width, height),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=border_colour(rgb))
+
+
+def place_mask(mask: np.ndarray, placement: Placement) -> np.ndarray:
+    """A pixel mask moved with its photo (nearest neighbour keeps it binary; outside is 0)."""
+    height, width = mask.shape[:2]
+    return cv2.warpAffine(mask, placement.matrix(width, height), (width, height),
+                          flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def rotations(load: Callable[[Path], np.ndarray], copies: int
+              ) -> Callable[[tuple[Path, int]], np.ndarray]:
+    """A loader of (photo, k): the photo turned by k/copies of a full turn (k = 0: as loaded).
+    Fitting a bank on every turn makes it rotation-aware: a good patch seen at any angle has a
+    near neighbour in it."""
+    def load_turned(item: tuple[Path, int]) -> np.ndarray:
+        path, turn = item
+        rgb = load(path)
+        return place(rgb, Placement(360.0 * turn / copies, 1.0, (0.0, 0.0))) if turn else rgb
+    return load_turned
