@@ -33,8 +33,8 @@ class Request:
     marks: tuple[int, ...] = ()  # offsets of UNIQUE_MARK in the body
 
     def render(self, serial: int) -> bytes:
-        """The body with every photo made unique: the photo store deduplicates equal bytes, and
-        real traffic never repeats a photo, so a benchmark must not either."""
+        """The body with every photo and the return id made unique: the photo store deduplicates
+        equal bytes, and real traffic never repeats a photo, so a benchmark must not either."""
         if not self.marks:
             return self.body
         body = bytearray(self.body)
@@ -46,7 +46,10 @@ class Request:
     def build(cls, photos: Sequence[bytes], category: str = "phone", source: str = "station") -> Request:
         boundary = uuid.uuid4().hex
         parts = []
-        for name, value in (("return_id", "RMA-BENCH"), ("category", category), ("source", source)):
+        # A return id of its own per request, as real traffic has (UNIQUE_MARK is rendered per
+        # request): one id shared by thousands of visits would measure the case lookup instead.
+        return_id = "RMA-BENCH-" + UNIQUE_MARK.decode()
+        for name, value in (("return_id", return_id), ("category", category), ("source", source)):
             parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
                          f"{value}\r\n".encode())
         for index, data in enumerate(photos):

@@ -118,7 +118,7 @@ class ReferenceEmbeddings:
         try:
             with np.load(path, allow_pickle=False) as data:
                 references = {name: unit_rows(data[name]) for name in data.files}
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - zipfile, numpy and pickle checks raise many kinds
             raise BundleError(f"{path}: cannot read reference embeddings ({exc})") from None
         limits: Any = (card.thresholds.get(MISMATCH_KEY, {}) if card is not None else {})
         thresholds = ({str(k): float(v) for k, v in limits.items()} if isinstance(limits, dict)

@@ -26,6 +26,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("evaluate",): ("training.evaluate", "metrics.json + HTML report of an ONNX bundle"),
     ("anomaly", "fit"): ("training.anomaly.fit", "fit per-category anomaly detectors on good photos"),
     ("anomaly", "evaluate"): ("training.anomaly.evaluate", "MVTec AD protocol on a folder"),
+    ("bundle", "seal"): ("inspection.bundle_cli", "bind every file of a bundle by sha256 (bundle.json)"),
+    ("bundle", "verify"): ("inspection.bundle_cli", "check a bundle against its seal"),
     ("case", "fit"): ("training.case_fit", "fit the customer <-> dock comparison thresholds"),
     ("catalog", "add"): ("inspection.catalog_cli", "register or replace a SKU's reference photos"),
     ("catalog", "list"): ("inspection.catalog_cli", "the SKUs in the catalog"),
@@ -34,6 +36,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
                               "the catalog protocol on real and synthetic photos"),
     ("score",): ("inspection.score", "score photos offline to JSONL"),
     ("serve",): ("inspection.service.serve", "run the inspection service under uvicorn"),
+    ("purge",): ("inspection.service.retention", "delete inspections and photos past retention"),
     ("bench", "service"): ("bench.bench_service", "the service under load beside the model's own speed"),
     ("bench", "inference"): ("bench.bench_inference", "ONNX Runtime vs PyTorch, INT8 vs FP32, session "
                                                      "options, efficiency against the matmul peak"),

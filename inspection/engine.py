@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from inspection.bundle import verify_seal
 from inspection.card import ONNX_CARD_ID_KEY, ModelCard, verify_bundle
 from inspection.errors import BundleError
 from inspection.preprocess import batch_inputs
@@ -70,9 +71,11 @@ class Engine:
 
     @classmethod
     def load(cls, bundle_dir: str | Path, threads: int | None = None) -> Engine:
-        """Verify the card/ONNX pair, then open the session. Raises BundleError if they differ."""
+        """Verify the seal and the card/ONNX pair, then open the session. Raises BundleError if
+        any file differs from what the bundle was sealed with."""
         bundle_dir = Path(bundle_dir)
         card = verify_bundle(bundle_dir)
+        verify_seal(bundle_dir, card)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or default_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -30,7 +30,7 @@ from inspection.decide import (
     threshold,
 )
 from inspection.engine import PhotoPrediction
-from inspection.images import DEFAULT_MAX_PIXELS, DecodedPhoto, decode_photo
+from inspection.images import DEFAULT_MAX_FULL_PIXELS, DEFAULT_MAX_PIXELS, DecodedPhoto, decode_photo
 from inspection.loaded_model import LoadedModel
 from inspection.quality import PhotoQuality, assess_quality
 from inspection.stored_maps import pack_map
@@ -55,23 +55,24 @@ def photo_where(index: int, filename: str | None) -> str:
     return f"photos[{index}]" + (f" ({filename})" if filename else "")
 
 
-def decode_uploads(uploads: Sequence[Upload], min_side: int,
-                   max_pixels: int = DEFAULT_MAX_PIXELS) -> list[DecodedPhoto]:
+def decode_uploads(uploads: Sequence[Upload], min_side: int, max_pixels: int = DEFAULT_MAX_PIXELS,
+                   max_full_pixels: int = DEFAULT_MAX_FULL_PIXELS) -> list[DecodedPhoto]:
     return [decode_photo(upload.data, min_side=min_side, max_pixels=max_pixels,
-                         where=photo_where(index, upload.filename))
+                         where=photo_where(index, upload.filename), max_full_pixels=max_full_pixels)
             for index, upload in enumerate(uploads)]
 
 
 def inspect_item(model: LoadedModel, policy: Policy, uploads: Sequence[Upload],
                  category: str | None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 sku: SkuEntry | None = None, case: CaseCheck | None = None) -> ItemScore:
+                 sku: SkuEntry | None = None, case: CaseCheck | None = None,
+                 max_full_pixels: int = DEFAULT_MAX_FULL_PIXELS) -> ItemScore:
     """Score one item. With a `sku` whose reference was built by this model, the photos are
     compared with that SKU's reference photos instead of the category's. `case` compares them
     with the return's other side (inspection.case); its flags join the others before the
     decision."""
     started = time.perf_counter()
     category = category or (sku.category if sku else None)
-    decoded = decode_uploads(uploads, model.engine.input_size, max_pixels)
+    decoded = decode_uploads(uploads, model.engine.input_size, max_pixels, max_full_pixels)
     decoded_at = time.perf_counter()
     predictions = model.engine.predict([photo.rgb for photo in decoded])
     inferred_at = time.perf_counter()
@@ -79,7 +80,12 @@ def inspect_item(model: LoadedModel, policy: Policy, uploads: Sequence[Upload],
     anomaly = None if catalog else _anomaly(model, category, predictions)
     anomaly_at = time.perf_counter()
     qualities = [assess_quality(p.rgb, p.original_size, policy.quality) for p in decoded]
-    usable = [i for i, quality in enumerate(qualities) if quality.usable] or list(range(len(decoded)))
+    if not any(quality.usable for quality in qualities):
+        timings = {"decode_ms": _ms(started, decoded_at), "inference_ms": _ms(decoded_at, inferred_at),
+                   "anomaly_ms": _ms(inferred_at, anomaly_at)}
+        return _retake(model, policy, uploads, decoded, qualities, predictions, category, sku,
+                       timings, started)
+    usable = [i for i, quality in enumerate(qualities) if quality.usable]
     card_thresholds = model.card.thresholds
     item = aggregate([predictions[i].probabilities for i in usable], model.engine.taxonomy,
                      category, card_thresholds, policy, kit=sku.accessory_kit if sku else None)
@@ -170,6 +176,45 @@ def _comparison_dict(sku: SkuEntry | None, catalog: SkuComparison | None,
                                        "similarity": catalog.similarities[photo],
                                        "sha256": _reference_sha(sku, catalog.closest[photo])}
     return answer
+
+
+RETAKE = "retake_photos"  # not a disposition: nothing is decided about the item yet
+
+
+def _retake(model: LoadedModel, policy: Policy, uploads: Sequence[Upload], decoded: list[DecodedPhoto],
+            qualities: list[PhotoQuality], predictions: Sequence[PhotoPrediction],
+            category: str | None, sku: SkuEntry | None, timings: dict[str, float],
+            started: float) -> ItemScore:
+    """No usable photo: the only answer is "retake the photos" and why. No grade, damage,
+    missing accessory or disposition is derived from what the model saw in a black frame or a
+    1-pixel image (the per-photo probabilities stay, for the record)."""
+    flags = quality_flags(qualities)
+    photos = []
+    for i in range(len(decoded)):
+        photo = _photo_result(i, uploads[i], decoded[i], qualities[i], predictions[i], None, None,
+                              None, sku)
+        photos.append({**photo, "condition": None, "damages": {}, "accessories": {}})
+    elapsed = _ms(started, time.perf_counter())
+    result: dict[str, Any] = {
+        "category": category, "photos": photos,
+        "item": {"condition": {"grade": None, "confidence": 0.0, "probabilities": {}},
+                 "damages": [], "accessories_visible": [], "missing_accessories": [],
+                 "photos_used": []},
+        "flags": [flag_dict(flag) for flag in flags],
+        "skipped_checks": [{"kind": kind, "reason": "no usable photo"}
+                           for kind in ("condition", "damage", "accessories", "item_mismatch",
+                                        "anomaly")],
+        "comparison": _comparison_dict(sku, None, None),
+        "decision": {"disposition": RETAKE, "refund": "hold_for_review", "rule": "no_usable_photo",
+                     "reasons": [flag.reason for flag in flags]},
+        "model": {"name": model.card.name, "version": model.card.version,
+                  "model_id": model.card.model_id, "card_sha256": card_sha256(model.card)},
+        "policy": {"sha256": policy_sha256(policy)},
+        "case_comparison": None,
+        "timings": {**timings, "total_ms": elapsed},
+    }
+    maps = [_stored_maps(p, model.engine.taxonomy, None) for p in predictions]
+    return ItemScore(result=result, flags=flags, photo_maps=maps, decoded=decoded)
 
 
 def _item_dict(item: ItemAssessment, usable: list[int]) -> dict[str, Any]:

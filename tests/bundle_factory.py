@@ -25,6 +25,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from inspection.bundle import seal_bundle
 from inspection.card import ONNX_CARD_ID_KEY, ModelCard, PreprocessSpec
 from inspection.manifest import file_sha256
 from inspection.taxonomy import Taxonomy, load_taxonomy
@@ -101,7 +102,7 @@ def build_bundle(
     version: str = "0.0.1",
     seed: int = 0,
 ) -> Path:
-    """Write model.onnx + model_card.json (bound by sha256 and model_id) into `bundle_dir`."""
+    """Write model.onnx + model_card.json (bound by sha256 and model_id) into `bundle_dir`, sealed."""
     bundle_dir = Path(bundle_dir)
     bundle_dir.mkdir(parents=True, exist_ok=True)
     taxonomy = taxonomy or load_taxonomy()
@@ -118,6 +119,7 @@ def build_bundle(
         thresholds=dict(thresholds or {}), code_version="test", created="2026-01-01T00:00:00Z",
     )
     card.save(bundle_dir)
+    seal_bundle(bundle_dir)
     return bundle_dir
 
 
@@ -125,6 +127,7 @@ def write_references(bundle_dir: str | Path, references: Mapping[str, np.ndarray
     """references.npz: one K x D array of L2-normalised embeddings per category."""
     path = Path(bundle_dir) / "references.npz"
     np.savez(path, **{category: np.asarray(v, dtype=np.float32) for category, v in references.items()})
+    seal_bundle(bundle_dir)
     return path
 
 
@@ -172,4 +175,5 @@ def add_anomaly_detector(bundle_dir: str | Path, category: str, threshold: float
     card.anomaly[category] = {"file": f"anomaly/{category}.onnx", "sha256": file_sha256(path),
                               "normaliser": normaliser, "threshold": threshold}
     card.save(bundle_dir)
+    seal_bundle(bundle_dir)
     return path

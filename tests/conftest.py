@@ -4,6 +4,7 @@ and an app on a temporary SQLite database and photo store."""
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,38 @@ KEYS = {"station": "station-key-1", "station2": "station-key-2", "customer": "cu
         "operator": "operator-key-1", "admin": "admin-key-1"}
 API_KEYS = ("station-key-1:station:station-A,station-key-2:station:station-B,"
             "customer-key-1:customer:portal,operator-key-1:operator:olga,admin-key-1:admin:root")
+
+
+# e.g. postgresql+psycopg://postgres@127.0.0.1:5432/returns_test (scripts/test-postgres.sh); the
+# database is emptied by the tests that use it.
+POSTGRES_URL = os.environ.get("RETURNS_TEST_DATABASE_URL", "")
+
+
+def empty_postgres() -> str:
+    """RETURNS_TEST_DATABASE_URL with an empty public schema; skips without a server."""
+    if not POSTGRES_URL:
+        pytest.skip("set RETURNS_TEST_DATABASE_URL to a PostgreSQL database to run this test")
+    pytest.importorskip("psycopg")
+    from sqlalchemy import text
+
+    from inspection.service.db import database_reachable, make_engine
+
+    engine = make_engine(POSTGRES_URL)
+    try:
+        if not database_reachable(engine):
+            pytest.skip(f"no PostgreSQL server answers at {engine.url.render_as_string()}")
+        with engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+    finally:
+        engine.dispose()
+    return POSTGRES_URL
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """Each database the service supports: None is the embedded SQLite under the data dir."""
+    return empty_postgres() if request.param == "postgresql" else None
 
 
 @pytest.fixture(scope="session")

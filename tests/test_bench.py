@@ -26,8 +26,9 @@ def run_bench(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str
 def test_every_request_is_unique_and_well_formed() -> None:
     request = Request.build(photo_set("1MP", 2, mark=UNIQUE_MARK))
     first, second = request.render(1), request.render(2)
-    assert len(request.marks) == 2 and first != second and len(first) == len(request.body)
+    assert len(request.marks) == 3 and first != second and len(first) == len(request.body)  # 2 photos + id
     assert UNIQUE_MARK not in first and first.count(b'name="photos"') == 2
+    assert b"RMA-BENCH-000000000001" in first and b"RMA-BENCH-000000000002" in second
 
 
 @pytest.mark.slow

@@ -251,13 +251,15 @@ def test_the_operator_page_shows_the_very_reference_photo_compared(make_app: Any
     """By content: after the SKU's photos are replaced, an older inspection's reference is
     refused (404) rather than shown as a different photo."""
     from inspection.service import ui
+    from inspection.service.ui_auth import session_token
 
     client = make_app(plain_bundle)
     assert put_sku(client, "PHONE-X", product_photos(5), category="phone").status_code == 200
     answer = inspect(client, damaged_photo(), sku="PHONE-X")
     sha = answer["photos"][0]["closest_reference_sha256"]
     assert sha == answer["comparison"]["closest_reference"]["sha256"]
-    client.cookies.set(ui.COOKIE, "operator-key-1", domain="testserver.local", path="/ui")
+    token = session_token(client.app.state.service, "operator-key-1")  # a signed /ui session
+    client.cookies.set(ui.COOKIE, token, domain="testserver.local", path="/ui")
     page = client.get(f"/ui/items/{answer['id']}")
     assert page.status_code == 200 and f"/ui/catalog-photos/{sha}" in page.text
     assert "Closest catalog photo" in page.text

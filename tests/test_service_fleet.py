@@ -14,7 +14,7 @@ from conftest import headers
 
 
 def current(client: Any) -> dict[str, Any]:
-    return client.get("/v1/models/current", headers=headers("operator")).json()
+    return client.get("/v1/models/current", headers=headers("admin")).json()
 
 
 def wait_for_model(client: Any, model_id: str, timeout: float = 10.0) -> dict[str, Any]:

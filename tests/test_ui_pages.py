@@ -4,6 +4,7 @@ another site's post) shown as pages rather than JSON or tracebacks."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from conftest import KEYS, encode, headers, textured_photo
 
 from inspection.service import ui
+from inspection.service.ui_auth import session_token
 
 CORRECTION = {"decision": "correct", "label_condition": "C", "label_damage": ["scratch"],
               "label_accessories": ["charger", "cable", "case", "manual"],
@@ -252,8 +254,31 @@ def test_static_files_are_served_and_nothing_else(client: Any) -> None:
 def test_a_stale_or_non_operator_cookie_asks_to_sign_in_again(client: Any) -> None:
     client.cookies.set(ui.COOKIE, "revoked-key-123", domain="testserver.local", path="/ui")
     page = client.get("/ui/")
-    assert page.status_code == 401 and "That key is no longer valid" in page.text
+    assert page.status_code == 401 and "no longer valid" in page.text
     client.cookies.clear()
-    client.cookies.set(ui.COOKIE, KEYS["station"], domain="testserver.local", path="/ui")
+    state = client.app.state.service
+    client.cookies.set(ui.COOKIE, session_token(state, KEYS["station"]), domain="testserver.local",
+                       path="/ui")
     page = client.get("/ui/")
     assert page.status_code == 403 and "A station key cannot work the review queue" in page.text
+
+
+def test_the_cookie_is_a_signed_session_not_the_key(client: Any) -> None:
+    """Issue 9, item 7: a stolen cookie does not reveal the API key, cannot be forged, and
+    ends when it expires."""
+    answer = sign_in(client)
+    cookie = client.cookies.get(ui.COOKIE)
+    assert KEYS["operator"] not in answer.headers["set-cookie"] and KEYS["operator"] not in cookie
+    assert client.get("/ui/").status_code == 200
+    fingerprint, expires, signature = cookie.split(".")
+    for forged in (f"{fingerprint}.{int(expires) + 10**6}.{signature}",  # extended by hand
+                   f"{fingerprint}.{expires}.{signature[:-2]}AA",  # signature changed
+                   KEYS["operator"]):  # the raw key, as the old cookie held it
+        client.cookies.clear()
+        client.cookies.set(ui.COOKIE, forged, domain="testserver.local", path="/ui")
+        assert client.get("/ui/").status_code == 401, forged
+    client.cookies.clear()
+    state = client.app.state.service
+    expired = session_token(state, KEYS["operator"], now=time.time() - 13 * 3600)
+    client.cookies.set(ui.COOKIE, expired, domain="testserver.local", path="/ui")
+    assert client.get("/ui/").status_code == 401

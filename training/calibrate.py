@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from inspection.bundle import seal_bundle
 from inspection.card import read_card
 from inspection.decide import Policy, aggregate, assessment_flags, load_policy
 from inspection.engine import Engine, head_probabilities
@@ -99,6 +100,7 @@ def main(args: argparse.Namespace) -> int:
                         "manifest_sha256": manifest.sha256(), "split": args.split,
                         "photos": len(samples), "created": utc_now()}
     card.save(engine.bundle_dir)
+    seal_bundle(engine.bundle_dir)  # a deliberate change to the card: bind it again
     Engine.load(args.bundle)  # the rewritten card still binds the same ONNX file
     for name, achieved in result["calibration"]["achieved"].items():
         print(f"{name}: target {targets.get(name, '-')}, achieved on {args.split} {achieved}")

@@ -29,6 +29,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
+from inspection.bundle import seal_bundle
 from inspection.case_compare import (
     CHANGED,
     EMBEDDING_WEIGHT,
@@ -189,5 +190,6 @@ def main(args: argparse.Namespace) -> int:
     card.calibration["case"] = {**reports, "manifest": str(manifest.path),
                                 "manifest_sha256": manifest.sha256(), "created": utc_now()}
     card.save(engine.bundle_dir)
+    seal_bundle(engine.bundle_dir)  # the card changed on purpose: bind it again
     Engine.load(args.bundle)  # the rewritten card still binds the same ONNX file
     return 0

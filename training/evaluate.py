@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from inspection.bundle import seal_bundle
 from inspection.card import read_card
 from inspection.engine import Engine, head_probabilities
 from inspection.errors import InputError
@@ -192,3 +193,4 @@ def update_card(bundle_dir: Path, metrics: dict[str, Any]) -> None:
                                       "photos": metrics["photos"], "heads": compact,
                                       "items": metrics["items_metrics"], "created": metrics["created"]}
     card.save(bundle_dir)
+    seal_bundle(bundle_dir)  # the card changed on purpose: bind it again

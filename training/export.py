@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 import torch
 
+from inspection.bundle import seal_bundle
 from inspection.card import ONNX_CARD_ID_KEY, ONNX_FILE, ModelCard, PreprocessSpec
 from inspection.engine import Engine
 from inspection.errors import InputError, InspectionError
@@ -103,9 +104,11 @@ def export_bundle(model: InspectionNet, checkpoint: dict[str, Any], manifest: Ma
         card = make_card(model, checkpoint, manifest, spec, name, version, model_id,
                          onnx_sha256=file_sha256(staging / ONNX_FILE), opset=opset)
         card.save(staging)
+        seal_bundle(staging)
         card.export["parity"] = check_parity(model, Engine.load(staging, threads=1), manifest,
                                              parity_photos, tolerance)
         card.save(staging)
+        seal_bundle(staging)
         replace_dir(staging, out)
     finally:
         if staging.exists():

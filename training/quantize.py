@@ -34,6 +34,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from inspection.bundle import seal_bundle
 from inspection.card import ONNX_CARD_ID_KEY, ONNX_FILE, read_card
 from inspection.engine import Engine, head_probabilities
 from inspection.manifest import Manifest, Sample, file_sha256
@@ -100,6 +101,7 @@ def quantize_bundle(fp32_dir: Path, out: Path, manifest: Manifest,
         # `parity` stays: it is the fp32 graph's check; INT8 is judged by `int8` below instead.
         card.export = {**card.export, "int8": None, "quantized_from": fp32.card.model_id}
         card.save(staging)
+        seal_bundle(staging)
         int8 = Engine.load(staging, threads=1)
         report = compare(fp32, int8, manifest)
         report.update({"calibration_photos": len(paths),
@@ -107,6 +109,7 @@ def quantize_bundle(fp32_dir: Path, out: Path, manifest: Manifest,
                        "fp32_bundle": str(fp32_dir), "int8_bundle": str(out)})
         card.export["int8"] = report
         card.save(staging)
+        seal_bundle(staging)
         replace_dir(staging, out)
     finally:
         if staging.exists():
@@ -114,6 +117,7 @@ def quantize_bundle(fp32_dir: Path, out: Path, manifest: Manifest,
     fp32_card = read_card(fp32_dir)
     fp32_card.export["int8"] = report
     fp32_card.save(fp32_dir)  # the card only: model.onnx and its hash stay as they are
+    seal_bundle(fp32_dir)
     return report
 
 

@@ -22,6 +22,8 @@ from inspection.service.errors import install_error_handlers
 from inspection.service.fleet import ModelFollower
 from inspection.service.limits import BodySizeLimit
 from inspection.service.metrics import ServiceMetrics
+from inspection.service.middleware import ServiceMiddleware
+from inspection.service.openapi import install_openapi
 from inspection.service.routes import catalog, health, inspections, models, returns, review
 from inspection.service.runtime import ModelHolder
 from inspection.service.settings import Settings
@@ -35,7 +37,8 @@ def build_state(settings: Settings, model: LoadedModel | None = None) -> Service
     return ServiceState(
         settings=settings, policy=load_policy(settings.policy_file),
         principals=settings.principals(), metrics=ServiceMetrics(),
-        holder=ModelHolder(model, settings.bundle_dir, precision=settings.precision),
+        holder=ModelHolder(model, settings.bundle_dir, precision=settings.precision,
+                           policy_file=settings.policy_file),
         store=PhotoStore(settings.resolved_photo_store), compute=compute,
     )
 
@@ -54,10 +57,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if state.settings.migrate_on_start:
         upgrade_to_head(state.db_engine)
     state.sessions = make_session_factory(state.db_engine)
+    if removed := state.store.clean_partials():
+        log.warning("removed %d half-written photo file(s) left by an earlier process", removed)
     if state.holder.current is None:
         try:
             state.holder.reload()
-        except InspectionError as exc:  # keep serving /healthz; /readyz says why
+        except InspectionError as exc:  # keep serving /healthz; /readyz says why (never a crash)
             state.holder.error = str(exc)
             log.error("no model loaded: %s", exc)
     if model := state.holder.current:
@@ -82,9 +87,11 @@ def create_app(settings: Settings | None = None, model: LoadedModel | None = Non
                               "and run the review queue.")
     app.state.service = build_state(settings, model)
     install_error_handlers(app)
-    app.middleware("http")(app.state.service.metrics.middleware)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_total_bytes)
+    # Outermost: counts what BodySizeLimit refuses too, and catches what escapes everything.
+    app.add_middleware(ServiceMiddleware, metrics=app.state.service.metrics)
     for router in (health.router, inspections.router, review.router, models.router,
                    catalog.router, returns.router, ui_case.router, ui.router):
         app.include_router(router)
+    install_openapi(app)
     return app

@@ -31,10 +31,15 @@ from inspection.service.storage import PhotoStore
 MAX_COUNTERPART_PHOTOS = 16  # two full customer uploads; bounds the extra work per request
 
 
-def return_inspections(session: Session, return_id: str) -> list[Inspection]:
-    """Every inspection of a return, oldest first, with photos and reviews."""
-    query = (select(Inspection).where(Inspection.return_id == return_id)
-             .options(selectinload(Inspection.photos), selectinload(Inspection.reviews))
+def return_inspections(session: Session, return_id: str,
+                       source: str | None = None) -> list[Inspection]:
+    """Every inspection of a return (or only those from `source`), oldest first, with photos and
+    reviews. The source is filtered in SQL: a station re-inspecting a return with many station
+    visits must not load them all to find the customer's few."""
+    query = select(Inspection).where(Inspection.return_id == return_id)
+    if source is not None:
+        query = query.where(Inspection.source == source)
+    query = (query.options(selectinload(Inspection.photos), selectinload(Inspection.reviews))
              .order_by(Inspection.created_at, Inspection.id))
     return list(session.scalars(query))
 
@@ -42,7 +47,7 @@ def return_inspections(session: Session, return_id: str) -> list[Inspection]:
 def counterpart(session: Session, store: PhotoStore, model: LoadedModel, return_id: str,
                 source: str) -> Counterpart:
     other = OTHER_SIDE[source]
-    rows = [row for row in return_inspections(session, return_id) if row.source == other]
+    rows = return_inspections(session, return_id, source=other)
     rgbs: list[np.ndarray] = []
     places: list[tuple[str, int, str]] = []  # (inspection id, photo index, sha256)
     missing: list[str] = []

@@ -39,6 +39,7 @@ from inspection.service.errors import Conflict, NotFound, Unprocessable
 from inspection.service.models import CatalogPhoto, CatalogReference, CatalogSku, utcnow
 from inspection.service.storage import PhotoStore
 
+SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 SKU_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,199}")  # safe in a URL path and a file name
 
 
@@ -149,6 +150,8 @@ def commit(session: Session, sku: str) -> None:
 
 
 def get_sku(session: Session, sku: str) -> CatalogSku:
+    if not SKU_PATTERN.fullmatch(sku):  # no such SKU can exist; never sent to the database
+        raise NotFound(f"no SKU {sku[:40]!r} in the catalog", "sku")
     row = session.get(CatalogSku, sku, options=[selectinload(CatalogSku.photos),
                                                 selectinload(CatalogSku.references)])
     if row is None:
@@ -218,6 +221,8 @@ def entry_for(session: Session, sku: str, model: LoadedModel, cache: ReferenceCa
 
 def photo_path_by_sha(session: Session, sha256: str) -> str | None:
     """Where a reference photo with this content is stored, if any SKU still lists it."""
+    if not SHA256_PATTERN.fullmatch(sha256):
+        return None
     return session.scalars(select(CatalogPhoto.path).where(CatalogPhoto.sha256 == sha256)).first()
 
 

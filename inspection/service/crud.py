@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from inspection.pipeline import ItemScore
@@ -19,8 +21,10 @@ from inspection.service.errors import Conflict, Forbidden, NotFound, Unprocessab
 from inspection.service.models import FlagRow, Inspection, Photo, Review
 from inspection.service.settings import Principal
 from inspection.service.storage import StoredPhoto
+from inspection.service.validation import INSPECTION_ID_PATTERN
 
 MAX_PAGE = 200
+INSPECTION_ID = re.compile(INSPECTION_ID_PATTERN)
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -49,8 +53,15 @@ def save_inspection(session: Session, *, inspection_id: str, return_id: str, sku
     return row
 
 
+def photo_in_use(session: Session, sha256: str) -> bool:
+    return session.scalar(select(exists().where(Photo.sha256 == sha256))) or False
+
+
 def get_inspection_for(session: Session, inspection_id: str, principal: Principal) -> Inspection:
-    """The inspection if this caller may see it; 404 otherwise, so its existence never leaks."""
+    """The inspection if this caller may see it; 404 otherwise, so its existence never leaks.
+    A string that cannot be an id never reaches the database (a NUL byte was a 500 there)."""
+    if not INSPECTION_ID.fullmatch(inspection_id):
+        raise NotFound(f"no inspection {inspection_id[:40]!r}", "inspection_id")
     row = session.get(Inspection, inspection_id, options=[selectinload(Inspection.reviews)])
     if row is None or (not principal.reads_all and row.owner != principal.name):
         raise NotFound(f"no inspection {inspection_id!r}", "inspection_id")
@@ -69,18 +80,22 @@ def status_of(row: Inspection) -> str:
     return "reviewed" if row.reviews else ("flagged" if row.flagged else "clear")
 
 
-def review_public(review: Review) -> dict[str, Any]:
-    return {"id": review.id, "reviewer": review.reviewer, "decision": review.decision,
-            "labels": review.labels, "disposition": review.disposition, "note": review.note,
+def review_public(review: Review, viewer: Principal | None = None) -> dict[str, Any]:
+    """A customer sees the outcome of the review on their own inspection, not who the
+    operator was nor their internal note."""
+    staff = viewer is None or viewer.role != "customer"
+    return {"id": review.id, "reviewer": review.reviewer if staff else None,
+            "decision": review.decision, "labels": review.labels,
+            "disposition": review.disposition, "note": review.note if staff else None,
             "override": review.override, "created_at": as_utc(review.created_at)}
 
 
-def inspection_public(row: Inspection) -> dict[str, Any]:
+def inspection_public(row: Inspection, viewer: Principal | None = None) -> dict[str, Any]:
     """The stored answer plus its metadata and latest review (schemas.InspectionPublic)."""
     latest = row.reviews[-1] if row.reviews else None
     return {**row.result, "id": row.id, "created_at": as_utc(row.created_at),
             "return_id": row.return_id, "sku": row.sku, "source": row.source,
-            "status": status_of(row), "review": review_public(latest) if latest else None}
+            "status": status_of(row), "review": review_public(latest, viewer) if latest else None}
 
 
 @dataclass(frozen=True)
@@ -151,20 +166,34 @@ def queue_item(row: Inspection) -> dict[str, Any]:
 def record_review(session: Session, row: Inspection, reviewer: Principal, *, decision: str,
                   labels: dict[str, list[str]], disposition: str | None, note: str | None,
                   override: bool = False) -> Review:
-    """One review per inspection; a second one is a 409 unless an admin overrides."""
+    """One review per inspection; a second one is a 409 unless an admin overrides.
+
+    The check below answers the common case with a clear message; the database's unique
+    (inspection_id, revision) is what holds when two reviews race past it together."""
     if row.reviews and not override:
-        first = row.reviews[-1]
-        msg = (f"inspection {row.id} was already reviewed by {first.reviewer} at "
-               f"{as_utc(first.created_at).isoformat()}; an admin can override")
-        raise Conflict(msg, "inspection_id", code="already_reviewed")
+        raise _already_reviewed(row.id, row.reviews[-1])
     if override and reviewer.role != "admin":
         raise Forbidden("only an admin key may override a review", "override")
+    revision = max((r.revision for r in row.reviews), default=0) + 1
     review = Review(inspection_id=row.id, reviewer=reviewer.name, decision=decision,
                     labels=labels, disposition=disposition, note=note,
-                    override=bool(row.reviews) and override)
+                    override=bool(row.reviews) and override, revision=revision)
+    session.add(review)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        msg = (f"inspection {row.id} was reviewed by someone else at the same moment; "
+               "reload it to see that review (an admin can override)")
+        raise Conflict(msg, "inspection_id", code="already_reviewed") from None
     row.reviews.append(review)
-    session.flush()
     return review
+
+
+def _already_reviewed(inspection_id: str, latest: Review) -> Conflict:
+    msg = (f"inspection {inspection_id} was already reviewed by {latest.reviewer} at "
+           f"{as_utc(latest.created_at).isoformat()}; an admin can override")
+    return Conflict(msg, "inspection_id", code="already_reviewed")
 
 
 def reviewed_inspections(session: Session, since: datetime | None = None) -> list[Inspection]:

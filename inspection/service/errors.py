@@ -4,17 +4,20 @@
 
 Domain code raises `ApiError` subclasses or `inspection.errors` errors; nothing else in the
 service builds an error response. An unexpected exception is logged with its traceback and
-answered as a JSON 500 without one.
+answered as a JSON 500 without one (middleware.py).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from inspection.errors import BundleError, InputError
 
@@ -95,16 +98,39 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid_request", message, field)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
-    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail),
+                          headers=headers)
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error",
-                          "the service hit an unexpected error; it has been logged")
+def leaf_routes(routes: Iterable[Any]) -> Iterator[Any]:
+    """Routes with a path, also inside included routers (recent FastAPI keeps an included router
+    as one entry; the app includes its routers without an extra prefix)."""
+    for route in routes:
+        if hasattr(route, "path"):
+            yield route
+            continue
+        nested = getattr(route, "routes", None) or getattr(getattr(route, "original_router", None),
+                                                           "routes", None)
+        yield from leaf_routes(nested or ())
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (RFC 9110 15.5.6). Starlette names only the
+    first route that matched the path, and one path may have a route per method."""
+    methods: set[str] = set()
+    for route in leaf_routes(request.app.routes):
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    if "GET" in methods:
+        methods.add("HEAD")  # middleware.ServiceMiddleware answers HEAD wherever GET is served
+    return sorted(methods)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -113,4 +139,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(BundleError, _bundle_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    # Anything else is answered (and logged once) by middleware.ServiceMiddleware.

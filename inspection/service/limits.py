@@ -1,6 +1,7 @@
 """Upload limits enforced before the body is parsed: a request larger than the total allowed is
 refused from its Content-Length, or (sent chunked) as soon as the bytes received pass the limit,
-so nothing unbounded is spooled to disk. Per photo: bytes, then pixels from the header."""
+so nothing unbounded is spooled to disk. Per photo: bytes, then pixels from the header (a
+tighter limit for formats decoded in full); per request: the pixels decoding will cost."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from PIL import Image
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from inspection.images import DEFAULT_MAX_FULL_PIXELS, decoded_pixels, pixel_limit
 from inspection.service.errors import PayloadTooLarge, error_response
 
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries, part headers and the small form fields
@@ -46,13 +48,27 @@ def check_photo_size(data: bytes, where: str, max_bytes: int) -> None:
                               where)
 
 
-def check_photo_pixels(data: bytes, where: str, max_pixels: int) -> None:
-    """Refuse a decompression bomb from its header alone (decoding is what costs)."""
+def check_photo_pixels(data: bytes, where: str, max_pixels: int,
+                       max_full_pixels: int = DEFAULT_MAX_FULL_PIXELS, min_side: int = 0) -> int:
+    """Refuse a decompression bomb from its header alone (decoding is what costs); return the
+    pixels decoding it will cost (0 for what is not an image: decode_photo says why)."""
     try:
-        width, height = Image.open(io.BytesIO(data)).size
-    except Exception:  # noqa: BLE001 - not an image: decode_photo reports it with a clear reason
-        return
-    if width * height > max_pixels:
-        msg = (f"{where} is {width}x{height} = {width * height:,} pixels; "
-               f"the limit is {max_pixels:,}")
+        image = Image.open(io.BytesIO(data))
+        width, height, image_format = *image.size, image.format or ""
+    except Exception:  # noqa: BLE001 - decoder libraries raise many kinds
+        return 0
+    limit = pixel_limit(image_format, max_pixels, max_full_pixels)
+    if width * height > limit:
+        msg = (f"{where} is {width}x{height} = {width * height:,} pixels; the limit is "
+               f"{limit:,} for {image_format or 'this format'}")
         raise PayloadTooLarge(msg, where, code="too_many_pixels")
+    return decoded_pixels(width, height, image_format, min_side)
+
+
+def check_request_pixels(costs: list[int], max_request_pixels: int) -> None:
+    """Bound a request's decoding work and memory, whatever mix of photos it sends."""
+    total = sum(costs)
+    if total > max_request_pixels:
+        msg = (f"these photos decode to {total:,} pixels together; at most {max_request_pixels:,} "
+               "per request (send fewer or smaller photos, or JPEGs)")
+        raise PayloadTooLarge(msg, "photos", code="too_many_pixels")

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
-
-from fastapi import Request, Response
+from fastapi import Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -44,13 +41,8 @@ class ServiceMetrics:
     def exposition(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
-    async def middleware(self, request: Request,
-                         call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        # the route template (/v1/inspections/{inspection_id}), never the raw path: bounded labels
-        name = getattr(route, "path", "unmatched")
-        self.requests.labels(request.method, name, str(response.status_code)).inc()
-        self.latency.labels(request.method, name).observe(time.perf_counter() - started)
-        return response
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One request; `route` is the template (/v1/inspections/{inspection_id}), never the raw
+        path, so the label set stays bounded (middleware.ServiceMiddleware calls this)."""
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)

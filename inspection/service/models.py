@@ -95,7 +95,12 @@ class FlagRow(Base):
 
 
 class Review(Base):
+    """`revision` 1 is the review; each admin override adds one. The unique pair is the
+    one-review rule itself: of two concurrent reviews the database lets one in."""
+
     __tablename__ = "reviews"
+    __table_args__ = (UniqueConstraint("inspection_id", "revision",
+                                       name="uq_reviews_inspection_revision"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     inspection_id: Mapped[str] = mapped_column(ForeignKey("inspections.id", ondelete="CASCADE"),
@@ -107,8 +112,24 @@ class Review(Base):
     disposition: Mapped[str | None] = mapped_column(String(50))
     note: Mapped[str | None] = mapped_column(Text)
     override: Mapped[bool] = mapped_column(Boolean, default=False)
+    revision: Mapped[int] = mapped_column(Integer)
 
     inspection: Mapped[Inspection] = relationship(back_populates="reviews")
+
+
+class IdempotencyKey(Base):
+    """A client's Idempotency-Key and the inspection it made: a retry gets that answer back."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("owner", "key", name="uq_idempotency_keys_owner_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(200))
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    inspection_id: Mapped[str] = mapped_column(ForeignKey("inspections.id", ondelete="CASCADE"),
+                                               index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class ServedModel(Base):

@@ -5,11 +5,16 @@ OpenAPI documentation of the inspection answer."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
+
+from inspection.service.validation import DISPOSITION_MAX, LABEL_MAX, LINE_PATTERN, NOTE_MAX
 
 Source = Literal["station", "customer"]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=LABEL_MAX, pattern=LINE_PATTERN)]
+MAX_LABELS_PER_HEAD = 32  # more than any head has labels; duplicates are refused anyway
+MAX_HEADS = 16
 
 
 class QualityCheckPublic(BaseModel):
@@ -83,7 +88,8 @@ class SkippedCheckPublic(BaseModel):
 
 class DecisionPublic(BaseModel):
     disposition: str = Field(description="restock | open_box | refurbish | liquidate | recycle | "
-                                         "manual_review (from the policy's rules)")
+                                         "manual_review (from the policy's rules), or "
+                                         "retake_photos when no photo is usable")
     refund: str = Field(description="approve | hold_for_review")
     rule: str
     reasons: list[str]
@@ -182,12 +188,14 @@ class InspectionResult(BaseModel):
 
 class ReviewBase(BaseModel):
     decision: Literal["confirm", "correct"]
-    labels: dict[str, list[str]] = Field(
-        default_factory=dict,
+    # Head names are checked against the taxonomy (routes/review.py), so any string is schema-valid.
+    labels: dict[str, Annotated[list[Label], Field(max_length=MAX_LABELS_PER_HEAD)]] = Field(
+        default_factory=dict, max_length=MAX_HEADS,
         description="corrected labels per head (e.g. {\"condition\": [\"C\"], \"damage\": "
                     "[\"scratch\"]}); heads left out keep the model's labels")
-    disposition: str | None = None
-    note: str | None = Field(None, max_length=2000)
+    disposition: str | None = Field(None, max_length=DISPOSITION_MAX, pattern=LINE_PATTERN,
+                                    description="one of the policy's dispositions")
+    note: str | None = Field(None, max_length=NOTE_MAX)
 
 
 class ReviewCreate(ReviewBase):
@@ -196,7 +204,7 @@ class ReviewCreate(ReviewBase):
 
 class ReviewPublic(ReviewBase):
     id: int
-    reviewer: str
+    reviewer: str | None = Field(description="who reviewed; not shown to customers")
     override: bool
     created_at: datetime
 

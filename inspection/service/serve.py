@@ -14,6 +14,7 @@ from typing import Any
 
 from inspection.decide import load_policy
 from inspection.errors import InputError
+from inspection.service.db import make_engine, upgrade_to_head
 from inspection.service.settings import Settings
 
 log = logging.getLogger("inspection.service")
@@ -77,6 +78,8 @@ def main(args: argparse.Namespace) -> int:
                        "RETURNS_DEV_MODE": "true" if settings.dev_mode else "false"})
     log.info("serving bundle %s, data in %s, on http://%s:%d", settings.bundle_dir,
              settings.data_dir, args.host, args.port)
+    if settings.migrate_on_start:  # once, before any worker serves (workers find it at head)
+        upgrade_to_head(make_engine(settings.resolved_database_url))
     uvicorn.run("inspection.service.app:create_app", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_level="info", proxy_headers=True)
     return 0

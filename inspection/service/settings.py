@@ -48,10 +48,14 @@ class Settings(BaseSettings):
     max_photos: int = 8
     max_photo_bytes: int = 25_000_000  # a 48 MP phone JPEG is ~15 MB
     max_total_bytes: int = 100_000_000
-    max_pixels: int = 64_000_000
+    max_pixels: int = 64_000_000  # a JPEG (decoded at reduced scale) from its header
+    max_full_decode_pixels: int = 24_000_000  # PNG, TIFF, WebP…: decoded in full, so tighter
+    max_request_pixels: int = 64_000_000  # pixels actually decoded, summed over a request's photos
     precision: Literal["auto", "fp32", "int8"] = "auto"  # inspection.precision.choose_bundle
     workers: int = 0  # requests decoding + inferring at once (compute.ComputeSlots); 0: one per core
     migrate_on_start: bool = True
+    session_secret: str = ""  # signs /ui sessions; default: derived from the API keys
+    retention_days: float | None = None  # `returns-inspect purge` deletes inspections older than this
     # How often a replica checks the database for a model reloaded through another; 0: never.
     model_sync_seconds: float = 5.0
 

@@ -10,11 +10,14 @@ nothing. Credentials and endpoints come from the object store's own environment
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
 import tempfile
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +78,43 @@ class PhotoStore:
         if self.url is not None:
             return f"{self.url}/{_checked(relative)}"
         return str(self.path(relative))
+
+    def remove(self, relative: str) -> None:
+        if self._fs is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._fs.rm_file(self._key(relative))
+            return
+        self.path(relative).unlink(missing_ok=True)
+
+    def files(self) -> list[str]:
+        """Every stored photo, relative to the root (temporary files excluded)."""
+        if self._fs is not None:
+            prefix = self._key_root.rstrip("/") + "/"
+            return sorted(key[len(prefix):] for key in self._fs.glob(prefix + "*/*"))
+        if self.root is None or not self.root.is_dir():
+            return []
+        return sorted(f"{path.parent.name}/{path.name}" for path in self.root.glob("*/*")
+                      if path.is_file() and not path.name.startswith(".partial-"))
+
+    def modified(self, relative: str) -> datetime:
+        if self._fs is not None:
+            moment = self._fs.modified(self._key(relative))
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return datetime.fromtimestamp(self.path(relative).stat().st_mtime, UTC)
+
+    def clean_partials(self, older_than_s: float = 3600.0) -> int:
+        """Remove temporary files a killed process left behind (a live writer's are younger).
+        An object store has none: a PUT is all or nothing."""
+        if self.root is None or not self.root.is_dir():
+            return 0
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for partial in self.root.glob("*/.partial-*"):
+            with contextlib.suppress(FileNotFoundError):
+                if partial.stat().st_mtime < cutoff:
+                    partial.unlink()
+                    removed += 1
+        return removed
 
     def path(self, relative: str) -> Path:
         """Absolute path of a stored photo; refuses anything that escapes the root."""

@@ -29,12 +29,14 @@ from inspection.service.ui_auth import (
     SignInNeeded,
     forget_key,
     principal_for_key,
-    remember_key,
+    remember_session,
     safe_next,
     same_origin,
+    session_token,
     signed_in,
 )
 from inspection.service.ui_lookup import first_error, next_item, refusal, saved_notice, taxonomy_for
+from inspection.service.validation import FlagQuery, InspectionId, OffsetQuery, SkuQuery
 
 __all__ = ["COOKIE", "router"]
 HERE = Path(__file__).parent
@@ -115,7 +117,8 @@ def login(request: Request, state: StateDep, api_key: Annotated[str, Form()] = "
     except SignInNeeded as exc:
         return login_page(request, exc.message or "Enter your API key.", exc.status)
     response = RedirectResponse(safe_next(next, ui_root(request)), status_code=303)
-    remember_key(response, key, ui_root(request), secure=request.url.scheme == "https")
+    remember_session(response, session_token(state, key), ui_root(request),
+                     secure=request.url.scheme == "https")
     return response
 
 
@@ -127,9 +130,9 @@ def logout(request: Request) -> Response:
 
 
 @router.get("/")
-def queue(request: Request, state: StateDep, session: SessionDep, flag: str | None = None,
-          source: str | None = None, sku: str | None = None,
-          offset: Annotated[int, Query(ge=0)] = 0, saved: str | None = None) -> Response:
+def queue(request: Request, state: StateDep, session: SessionDep, flag: FlagQuery = None,
+          source: str | None = None, sku: SkuQuery = None,
+          offset: OffsetQuery = 0, saved: str | None = None) -> Response:
     caller = ui_caller(state, request)
     if isinstance(caller, Response):
         return caller
@@ -177,8 +180,8 @@ def error_page(request: Request, caller: Principal, exc: ApiError) -> HTMLRespon
 
 
 @router.get("/items/{inspection_id}")
-def item(request: Request, inspection_id: str, state: StateDep, session: SessionDep,
-         flag: str | None = None, source: str | None = None, sku: str | None = None,
+def item(request: Request, inspection_id: InspectionId, state: StateDep, session: SessionDep,
+         flag: FlagQuery = None, source: str | None = None, sku: SkuQuery = None,
          saved: str | None = None) -> Response:
     caller = ui_caller(state, request)
     if isinstance(caller, Response):
@@ -192,9 +195,9 @@ def item(request: Request, inspection_id: str, state: StateDep, session: Session
 
 
 @router.post("/items/{inspection_id}/review")
-async def submit_review(request: Request, inspection_id: str, state: StateDep, session: SessionDep,
-                        flag: str | None = None, source: str | None = None,
-                        sku: str | None = None) -> Response:
+async def submit_review(request: Request, inspection_id: InspectionId, state: StateDep,
+                        session: SessionDep, flag: FlagQuery = None, source: str | None = None,
+                        sku: SkuQuery = None) -> Response:
     caller = ui_caller(state, request)
     if isinstance(caller, Response):
         return caller
@@ -218,7 +221,7 @@ def record(request: Request, state: ServiceState, session: Session, caller: Prin
     try:
         form = ui_views.review_from_form(fields, heads, row.disposition)
         body = ReviewCreate.model_validate(asdict(form))  # the API's own checks (note length…)
-        review.review_inspection(inspection_id, body, caller, session, get_model(state))
+        review.review_inspection(inspection_id, body, caller, session, get_model(state), state.policy)
     except ValueError as exc:  # pydantic's ValidationError is one too
         message = first_error(exc) if isinstance(exc, ValidationError) else str(exc)
         return item_page(request, state, session, row, caller, filters, message, 422)
@@ -234,7 +237,8 @@ def record(request: Request, state: ServiceState, session: Session, caller: Prin
 
 
 @router.get("/items/{inspection_id}/photos/{n}")
-def photo(request: Request, inspection_id: str, n: int, state: StateDep, session: SessionDep) -> Response:
+def photo(request: Request, inspection_id: InspectionId, n: int, state: StateDep,
+          session: SessionDep) -> Response:
     caller = ui_caller(state, request)
     if isinstance(caller, Response):
         return Response(status_code=caller.status_code)
@@ -242,7 +246,7 @@ def photo(request: Request, inspection_id: str, n: int, state: StateDep, session
 
 
 @router.get("/items/{inspection_id}/photos/{n}/heatmap")
-def heatmap(request: Request, inspection_id: str, n: int, label: str, state: StateDep,
+def heatmap(request: Request, inspection_id: InspectionId, n: int, label: str, state: StateDep,
             session: SessionDep, peak: Annotated[float | None, Query(allow_inf_nan=False)] = None
             ) -> Response:
     caller = ui_caller(state, request)

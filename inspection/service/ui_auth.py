@@ -1,11 +1,20 @@
 """Who is using the operator page. Browsers cannot put an X-API-Key header on a link or an
-<img>, so the operator signs in once with their key and it rides in a cookie scoped to /ui:
-HttpOnly (no script can read it), SameSite=Strict (no other site can make the browser send it,
-so no other site can post a review). The key is checked exactly as the API checks its header
-(`deps.get_principal`), so roles and development mode mean the same on both."""
+<img>, so the operator signs in once with their key and gets a signed session in a cookie
+scoped to /ui: HttpOnly (no script can read it), SameSite=Strict (no other site can make the
+browser send it, so no other site can post a review). The key is checked exactly as the API
+checks its header (`deps.get_principal`), so roles and development mode mean the same on both.
+
+The cookie never holds the key: it holds which key signed in (a truncated sha256 of it) and
+until when, signed with HMAC-SHA256. The signing secret is RETURNS_SESSION_SECRET or, without
+one, derived from the configured keys, so every worker and replica with the same keys accepts
+the same sessions, and a key removed from RETURNS_API_KEYS ends its sessions at once."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import time
 from urllib.parse import urlsplit
 
 from fastapi import Request, Response
@@ -14,7 +23,7 @@ from inspection.service.deps import ServiceState, get_principal
 from inspection.service.errors import Unauthorized
 from inspection.service.settings import Principal
 
-COOKIE = "returns_ui_key"
+COOKIE = "returns_ui_session"
 COOKIE_MAX_AGE = 12 * 3600  # one shift; the operator signs in again the next day
 UI_ROLES = ("operator", "admin")
 
@@ -42,13 +51,47 @@ def principal_for_key(state: ServiceState, key: str | None) -> Principal:
     return principal
 
 
+def session_secret(state: ServiceState) -> bytes:
+    configured = state.settings.session_secret
+    material = configured or "ui-session|" + "|".join(sorted(state.principals))
+    return hashlib.sha256(material.encode()).digest()
+
+
+def key_fingerprint(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def session_token(state: ServiceState, key: str, now: float | None = None) -> str:
+    """`<fingerprint>.<expiry>.<signature>`: who signed in and until when, not the key."""
+    expires = int((now or time.time()) + COOKIE_MAX_AGE)
+    payload = f"{key_fingerprint(key)}.{expires}"
+    return f"{payload}.{_sign(state, payload)}"
+
+
+def _sign(state: ServiceState, payload: str) -> str:
+    digest = hmac.new(session_secret(state), payload.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def key_for_session(state: ServiceState, token: str | None) -> str | None:
+    """The configured key a valid, unexpired session stands for; None otherwise."""
+    parts = (token or "").split(".")
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    fingerprint, expires, signature = parts
+    if not hmac.compare_digest(signature, _sign(state, f"{fingerprint}.{expires}")):
+        return None
+    if int(expires) < time.time():
+        return None
+    return next((key for key in state.principals if key_fingerprint(key) == fingerprint), None)
+
+
 def signed_in(state: ServiceState, request: Request) -> Principal:
-    try:
-        return principal_for_key(state, request.cookies.get(COOKIE))
-    except SignInNeeded as exc:
-        if exc.status == 401 and COOKIE in request.cookies and state.principals:
-            raise SignInNeeded("That key is no longer valid; sign in again.", 401) from None
-        raise
+    token = request.cookies.get(COOKIE)
+    key = key_for_session(state, token)
+    if key is None and token and state.principals:
+        raise SignInNeeded("Your session is no longer valid; sign in again.", 401)
+    return principal_for_key(state, key)
 
 
 def same_origin(request: Request) -> bool:
@@ -65,8 +108,8 @@ def safe_next(target: str, root: str) -> str:
     return target if inside and "\\" not in target else root + "/"
 
 
-def remember_key(response: Response, key: str, root: str, secure: bool) -> None:
-    response.set_cookie(COOKIE, key, max_age=COOKIE_MAX_AGE, path=root, httponly=True,
+def remember_session(response: Response, token: str, root: str, secure: bool) -> None:
+    response.set_cookie(COOKIE, token, max_age=COOKIE_MAX_AGE, path=root, httponly=True,
                         samesite="strict", secure=secure)
 
 

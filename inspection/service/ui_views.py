@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from inspection.decide import Policy
+from inspection.service.validation import allowed_dispositions
 from inspection.taxonomy import Taxonomy
 
 FLAG_KINDS = ("damage_found", "accessory_missing", "item_mismatch", "anomaly", "low_confidence",
@@ -180,10 +181,7 @@ def head_choices(result: Mapping[str, Any], taxonomy: Taxonomy,
 
 def dispositions(policy: Policy, recommended: str | None) -> list[str]:
     """The dispositions the policy's rules can give, in rule order, plus the recommended one."""
-    names = [rule.disposition for rule in policy.rules] + [policy.default.disposition]
-    if recommended:
-        names.append(recommended)
-    return list(dict.fromkeys(names))
+    return allowed_dispositions(policy, recommended)
 
 
 @dataclass(frozen=True)

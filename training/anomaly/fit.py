@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from inspection.anomaly import MISMATCH_KEY, REFERENCES_FILE
+from inspection.bundle import seal_bundle
 from inspection.card import ModelCard
 from inspection.engine import Engine
 from inspection.errors import InputError
@@ -163,4 +164,5 @@ def main(args: argparse.Namespace) -> int:
         card.thresholds[MISMATCH_KEY] = {**card.thresholds.get(MISMATCH_KEY, {}), **thresholds}
         card.calibration[MISMATCH_KEY] = report
     card.save(args.bundle)
+    seal_bundle(args.bundle)  # detectors, references and card changed: bind them again
     return 0

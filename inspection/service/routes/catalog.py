@@ -23,6 +23,7 @@ from inspection.service.deps import (
 from inspection.service.errors import NotFound
 from inspection.service.routes.inspections import MEDIA_TYPES, _read_uploads
 from inspection.service.schemas import CatalogList, CatalogRegistered, CatalogSkuPublic
+from inspection.service.validation import LINE_PATTERN
 
 router = APIRouter(prefix="/v1/catalog", tags=["catalog"])
 PHOTO_URL = "/v1/catalog/{sku}/photos/{n}"
@@ -45,16 +46,16 @@ def put_sku(
     policy: PolicyDep, store: StoreDep,
     photos: Annotated[list[UploadFile], File(description=f"1-{MAX_REFERENCE_PHOTOS} photos of "
                                                          "good units of the SKU")],
-    category: Annotated[str | None, Form(max_length=100)] = None,
-    display_name: Annotated[str | None, Form(max_length=300)] = None,
-    accessory_kit: Annotated[str | None, Form(max_length=2000, description=(
+    category: Annotated[str | None, Form(max_length=100, pattern=LINE_PATTERN)] = None,
+    display_name: Annotated[str | None, Form(max_length=300, pattern=LINE_PATTERN)] = None,
+    accessory_kit: Annotated[str | None, Form(max_length=2000, pattern=LINE_PATTERN, description=(
         "comma-separated accessories that come with this SKU; replaces the category's kit"))] = None,
 ) -> dict[str, object]:
     details = catalog_store.SkuDetails(sku, category or None, display_name or None,
                                        parse_kit(accessory_kit))
     catalog_store.check_details(details, model)  # before reading 50 photos
-    uploads = _read_uploads(photos, MAX_REFERENCE_PHOTOS, settings.max_photo_bytes,
-                            settings.max_pixels)
+    uploads = _read_uploads(photos, settings, model.engine.input_size,
+                            max_photos=MAX_REFERENCE_PHOTOS)
     row, left_out = catalog_store.register(session, store, model, policy, details, uploads,
                                            settings.max_pixels)
     catalog_store.commit(session, sku)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body
 
 from inspection.errors import BundleError
 from inspection.loaded_model import LoadedModel
-from inspection.service.deps import AdminDep, EngineDep, PrincipalDep, StateDep
+from inspection.service.deps import AdminDep, EngineDep, StateDep
 from inspection.service.fleet import record_served
 from inspection.service.schemas import ModelStatus, ReloadRequest
 
@@ -24,8 +24,8 @@ def model_status(model: LoadedModel, bundle: object) -> dict[str, object]:
             "bundle": str(bundle), "checks_unavailable": model.unavailable}
 
 
-@router.get("/current", response_model=ModelStatus, summary="The model being served")
-def current_model(caller: PrincipalDep, model: EngineDep, state: StateDep) -> dict[str, object]:
+@router.get("/current", response_model=ModelStatus, summary="The model being served (admin)")
+def current_model(caller: AdminDep, model: EngineDep, state: StateDep) -> dict[str, object]:
     return model_status(model, state.holder.bundle_dir)
 
 
