@@ -17,12 +17,16 @@ from inspection.service.models import Inspection, Review
 from inspection.service.settings import Principal
 
 
-def visible_inspections(session: Session, return_id: str, principal: Principal) -> list[Inspection]:
-    """Operators see every inspection of the return; anyone else only their own, and a return
-    with none of theirs is a 404 (its existence never leaks)."""
+def readable_inspections(session: Session, return_id: str, principal: Principal) -> list[Inspection]:
+    """Operators read every inspection of the return; anyone else only their own."""
     rows = return_inspections(session, return_id)
-    if not principal.reads_all:
-        rows = [row for row in rows if row.owner == principal.name]
+    return rows if principal.reads_all else [row for row in rows if row.owner == principal.name]
+
+
+def visible_inspections(session: Session, return_id: str, principal: Principal) -> list[Inspection]:
+    """The readable inspections of a return; a return with none of them is a 404 (its existence
+    never leaks)."""
+    rows = readable_inspections(session, return_id, principal)
     if not rows:
         raise NotFound(f"no return {return_id!r}", "return_id")
     return rows

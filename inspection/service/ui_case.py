@@ -15,8 +15,7 @@ from fastapi.responses import HTMLResponse
 
 from inspection.case_compare import CHANGED
 from inspection.service import crud, evidence
-from inspection.service.case_photos import return_inspections
-from inspection.service.case_view import return_case, visible_inspections
+from inspection.service.case_view import readable_inspections, return_case, visible_inspections
 from inspection.service.deps import SessionDep, StateDep
 from inspection.service.errors import ApiError
 from inspection.service.routes.returns import PACKET_HEADERS
@@ -98,7 +97,7 @@ def case_page(request: Request, return_id: str, state: StateDep, session: Sessio
         return error_page(request, caller, exc)
     case = return_case(return_id, rows)
     root_url = ui_root(request)
-    peaks = evidence.pair_peaks(return_inspections(session, return_id), case["comparison"])
+    peaks = evidence.pair_peaks(rows, case["comparison"])
     return render(request, "case.html", {
         "principal": caller, "case": case, "pairs": pair_views(case["comparison"], root_url, peaks),
         "evidence_url": f"{root_url}/returns/{quote(return_id, safe='')}/evidence",
@@ -115,6 +114,6 @@ def item_evidence(request: Request, inspection_id: str, state: StateDep,
         row = crud.get_inspection_for(session, inspection_id, caller)
     except ApiError as exc:
         return error_page(request, caller, exc)
-    html = evidence.inspection_packet(row, return_inspections(session, row.return_id), state.store,
-                                      state.holder.current, state.policy, session)
+    rows = readable_inspections(session, row.return_id, caller)
+    html = evidence.inspection_packet(row, rows, state.store, state.holder.current, state.policy, session)
     return HTMLResponse(html, headers=PACKET_HEADERS)

@@ -8,15 +8,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 from fastapi.responses import HTMLResponse
-from sqlalchemy.orm import Session
 
 from inspection.service import crud, evidence
-from inspection.service.case_photos import return_inspections
 from inspection.service.case_schemas import ReturnCasePublic
-from inspection.service.case_view import return_case, visible_inspections
+from inspection.service.case_view import readable_inspections, return_case, visible_inspections
 from inspection.service.deps import OperatorDep, PolicyDep, PrincipalDep, SessionDep, StateDep
-from inspection.service.models import Inspection
-from inspection.service.settings import Principal
 
 router = APIRouter(tags=["returns"])
 ReturnId = Annotated[str, Path(min_length=1, max_length=200, description="as sent with the photos")]
@@ -49,11 +45,6 @@ def read_return(return_id: ReturnId, caller: PrincipalDep, session: SessionDep) 
 def inspection_evidence(inspection_id: str, caller: OperatorDep, session: SessionDep,
                         state: StateDep, policy: PolicyDep) -> HTMLResponse:
     row = crud.get_inspection_for(session, inspection_id, caller)
-    html = evidence.inspection_packet(row, case_rows(session, row.return_id, caller), state.store,
-                                      state.holder.current, policy, session)
+    rows = readable_inspections(session, row.return_id, caller)
+    html = evidence.inspection_packet(row, rows, state.store, state.holder.current, policy, session)
     return HTMLResponse(html, headers=PACKET_HEADERS)
-
-
-def case_rows(session: Session, return_id: str, caller: Principal) -> list[Inspection]:
-    return [row for row in return_inspections(session, return_id)
-            if caller.reads_all or row.owner == caller.name]
