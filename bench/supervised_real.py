@@ -47,7 +47,9 @@ PREPARE = {
 VARIANTS = {
     # name -> extra train flags; both share epochs, input size, schedule and seed
     "fine-tuned (last 2 blocks)": ["--freeze-epochs", "1", "--unfreeze-blocks", "2"],
-    "baseline: frozen backbone + linear heads": ["--freeze-epochs", "{epochs}"],
+    # The heads alone need a 10x learning rate to converge in these few epochs (issue 10, on
+    # magnetic tile without augmentation: 0.864 test macro-F1, against 0.627 at the default rate).
+    "baseline: frozen backbone + linear heads": ["--freeze-epochs", "{epochs}", "--lr", "0.01"],
     # issue 4: CutPaste/DRAEM-style damage on good photos, taught as the defects it resembles
     "fine-tuned + synthetic damage": ["--freeze-epochs", "1", "--unfreeze-blocks", "2",
                                       "--synthetic-damage", "{synthetic}"],

@@ -136,3 +136,18 @@ def test_same_seed_same_run(manifest: Path, tmp_path: Path) -> None:
     first, second = (torch.load(tmp_path / run / "last.pt", weights_only=True) for run in "ab")
     assert first["metrics"] == second["metrics"]
     torch.testing.assert_close(first["model"], second["model"])
+
+
+def test_equal_val_scores_keep_the_epoch_with_the_lower_val_loss(
+        manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A small val split gives the same macro-F1 for several epochs while the model still
+    # improves; the first of equals was the least trained checkpoint.
+    scripted = iter([{"loss": 3.0, "score": 0.5}, {"loss": 2.0, "score": 0.8},
+                     {"loss": 1.0, "score": 0.8}, {"loss": 0.5, "score": 0.7}])
+    monkeypatch.setattr("training.train.evaluate", lambda *args, **kwargs: dict(next(scripted)))
+    run = tmp_path / "run"
+    assert cli(["train", "--manifest", str(manifest), "--out", str(run), "--epochs", "4",
+                *FAST]) == 0
+    assert torch.load(run / "best.pt", weights_only=True)["epoch"] == 3
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert (last["best_score"], last["best_loss"], last["stale_epochs"]) == (0.8, 1.0, 1)

@@ -46,6 +46,7 @@ from inspection.manifest import read_manifest
 from inspection.taxonomy import load_taxonomy
 from training.backbone import BACKBONES
 from training.config import TrainConfig
+from training.engine import selection_key
 from training.model import build_model
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,9 @@ def run_candidate(config: TrainConfig, candidate: Candidate, folder: Path) -> Ou
     train(chosen)
     seconds = time.perf_counter() - started
     history = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
-    best = max(history, key=lambda record: record["val/score"])  # first of equals, like best.pt
+    # The epoch best.pt kept: the same rule as training (first of exact equals).
+    best = max(history, key=lambda record: selection_key({"score": record["val/score"],
+                                                          "loss": record["val/loss"]}))
     return Outcome(candidate, "trained", seconds=seconds, val_score=best["val/score"],
                    best_epoch=best["epoch"], epochs_run=len(history))
 

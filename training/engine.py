@@ -182,6 +182,14 @@ def head_metrics(taxonomy: Taxonomy, collected: dict[str, list[np.ndarray]]) -> 
     return metrics
 
 
+def selection_key(metrics: dict[str, float]) -> tuple[float, float]:
+    """What makes one epoch's checkpoint better than another's: the higher val score, and on
+    equal scores the lower val loss. Small val splits tie often (bottle's 30 val photos gave
+    the same macro-F1 from epoch 4 to 8), and keeping the first of equals kept the least
+    trained epoch: 0.11 test macro-F1 lost on bottle (BENCHMARKS.md, issue 10)."""
+    return metrics["score"], -metrics["loss"]
+
+
 def make_optimizer(model: InspectionNet, config: TrainConfig) -> torch.optim.AdamW:
     """AdamW, four groups: backbone / heads x decayed weights / undecayed biases and norms."""
     groups = []

@@ -44,6 +44,7 @@ from training.engine import (
     evaluate,
     make_optimizer,
     make_scheduler,
+    selection_key,
     train_one_epoch,
 )
 from training.model import InspectionNet, build_model
@@ -145,7 +146,8 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
                             if config.balance == "weights" else {},
                             label_smoothing=config.label_smoothing,
                             embedding_weight=config.embedding_weight)
-    state: dict[str, Any] = {"epoch": 0, "best_score": -math.inf, "stale_epochs": 0}
+    state: dict[str, Any] = {"epoch": 0, "best_score": -math.inf, "best_loss": math.inf,
+                             "stale_epochs": 0}
     run_dir = Path(config.out)
     if world.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -176,8 +178,11 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
         metrics = (evaluate(model, val_loader, settings, device, autocast, channels_last, gather,
                             progress=world.is_main)
                    if val_loader is not None else {"loss": fit["loss"], "score": -fit["loss"]})
-        improved = metrics["score"] > state["best_score"]
-        state = {"epoch": epoch + 1, "best_score": max(metrics["score"], state["best_score"]),
+        best = {"score": state["best_score"], "loss": state["best_loss"]}
+        improved = selection_key(metrics) > selection_key(best)
+        if improved:
+            best = {"score": metrics["score"], "loss": metrics["loss"]}
+        state = {"epoch": epoch + 1, "best_score": best["score"], "best_loss": best["loss"],
                  "stale_epochs": 0 if improved else state["stale_epochs"] + 1}
         lrs = scheduler.get_last_lr()  # groups: backbone x2, heads x2
         record = {"epoch": epoch + 1, "phase": phase, "lr_backbone": lrs[0], "lr_heads": lrs[-1],
@@ -278,7 +283,9 @@ def restore(path: Path, model: InspectionNet, optimizer: torch.optim.Optimizer,
     if scaler is not None and checkpoint.get("scaler"):
         scaler.load_state_dict(checkpoint["scaler"])
     log.info("resumed from %s at epoch %d", path, checkpoint["epoch"])
-    return {key: checkpoint[key] for key in ("epoch", "best_score", "stale_epochs")}
+    # best_loss: absent from checkpoints written before ties were broken by the val loss
+    return {"best_loss": checkpoint.get("best_loss", math.inf),
+            **{key: checkpoint[key] for key in ("epoch", "best_score", "stale_epochs")}}
 
 
 def read_checkpoint(path: Path, option: str) -> dict[str, Any]:
