@@ -209,12 +209,12 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
     total = config.epochs * steps_per_epoch
     warmup = max(1, round(config.warmup_epochs * steps_per_epoch))
     backbone_start = config.freeze_epochs * steps_per_epoch
-    heads = partial(_warmup_cosine, start=0, warmup=warmup, total=total)
-    backbone = partial(_warmup_cosine, start=backbone_start, warmup=warmup, total=total)
+    heads = partial(warmup_cosine, start=0, warmup=warmup, total=total)
+    backbone = partial(warmup_cosine, start=backbone_start, warmup=warmup, total=total)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, [backbone, backbone, heads, heads])
 
 
-def _warmup_cosine(step: int, start: int, warmup: int, total: int) -> float:
+def warmup_cosine(step: int, start: int, warmup: int, total: int) -> float:
     if step < start:
         return 0.0
     if step < start + warmup:
