@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from training.anomaly.placement import (
     Placement,
@@ -13,6 +14,7 @@ from training.anomaly.placement import (
     place_mask,
     random_placement,
     rotations,
+    tray_side,
 )
 
 
@@ -39,6 +41,19 @@ def test_uncovered_area_takes_the_border_colour() -> None:
     assert border_colour(photo) == (90.0, 90.0, 90.0)
     placed = place(photo, Placement(45.0, 0.8, (0.1, -0.1)))
     assert tuple(placed[0, 0]) == (90, 90, 90) and tuple(placed[-1, -1]) == (90, 90, 90)
+
+
+def test_the_whole_photo_stays_on_its_tray_at_any_pose() -> None:
+    """Turned inside its own frame a long photo loses its ends (and the defects there); on its
+    tray every pixel of it is still seen, only scaled."""
+    mask = np.ones((40, 120), np.uint8)  # a long photo: every pixel of it marked
+    for angle in (0.0, 37.0, 90.0, 135.0, 270.0):
+        for shift in ((0.1, 0.1), (-0.1, 0.1), (0.1, -0.1)):
+            placed = place_mask(mask, Placement(angle, 0.8, shift))
+            assert placed.shape == (tray_side(120, 40),) * 2
+            assert placed.sum() == pytest.approx(0.64 * mask.sum(), rel=0.05)
+            ring = np.concatenate([placed[0], placed[-1], placed[:, 0], placed[:, -1]])
+            assert not ring.any()  # nothing touches the tray's edge
 
 
 def test_mask_moves_with_its_photo() -> None:

@@ -27,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 from inspection.anomaly import upsample_map
 from inspection.errors import InputError
 from inspection.images import load_photo
-from inspection.locate import crop_to_item
+from inspection.locate import crop_to_item, upright_item
 from training.anomaly.extractor import DEFAULT_STRIDES, extract_all, torch_patch_extractor
 from training.anomaly.mvtec import GOOD, MvtecCategory, holdout_split
 from training.anomaly.patchcore import MAX_BANK, NEIGHBOURS, PatchCore
@@ -38,6 +38,8 @@ from training.anomaly.threshold import DEFAULT_TARGET_FPR, fit_calibration
 log = logging.getLogger(__name__)
 Loader = Callable[[Path], np.ndarray]
 REPORTED_FPR = 0.05  # "TPR at 5 % good FPR", per defect kind
+CROPS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "none": lambda rgb: rgb, "item": crop_to_item, "upright": upright_item}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,8 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="strides of the backbone maps to use, e.g. 8,16 (from 4,8,16,32)")
     parser.add_argument("--placement", choices=("aligned", "random"), default="aligned",
                         help="random: rotate 0-360, scale 0.8-1, shift +-10%% every photo")
-    parser.add_argument("--crop", choices=("none", "item"), default="none",
-                        help="item: crop every photo to the item found on it (inspection.locate)")
+    parser.add_argument("--crop", choices=CROPS, default="none",
+                        help="item: crop every photo to the item found on it; upright: cut the "
+                             "item out along its rotated outline, long side horizontal "
+                             "(inspection.locate)")
     parser.add_argument("--rotations", type=int, default=1,
                         help="fit the bank on this many evenly rotated copies of each good photo")
     parser.add_argument("--holdout", type=float, default=0.2,
@@ -84,7 +88,7 @@ def photo_loader(input_size: int, placement: str, seed: int, crop: str = "none")
     def load(path: Path) -> np.ndarray:
         rgb = load_photo(path, min_side=input_size)
         rgb = place(rgb, random_placement(path, seed)) if placement == "random" else rgb
-        return crop_to_item(rgb) if crop == "item" else rgb
+        return CROPS[crop](rgb)
     return load
 
 
