@@ -2,7 +2,7 @@
 anomaly branch, against the classifier alone and the whole-photo detector, on one machine in
 one run (interleaved medians).
 
-    python bench/anomaly_upright_cost.py --bundle models/default --manifest datasets/sample/manifest.csv --category phone
+    python bench/anomaly_upright_cost.py --manifest datasets/sample/manifest.csv --category phone
 
 Three ways through the bundle's model and the category's detector, one photo at a time, photos
 decoded as the service decodes them: the classifier alone; + the detector on the whole photo's
