@@ -4,7 +4,8 @@ folder, the magnetic-tile layout or a manifest's category (training.anomaly.sour
 Fit the memory bank on the good training photos (less a seeded held-out slice), fit the
 normaliser and threshold on that held-out slice (test labels are never used for it), score every
 test photo, and report image-level AUROC, each defect kind's detection rate at the threshold,
-pixel AUROC where the set has masks, and what it cost: fit time, bank size, ms per photo.
+pixel AUROC and PRO where the set has masks (training.anomaly.pixel_metrics), and what it
+cost: fit time, bank size, ms per photo.
 Photos are decoded as the service decodes them. `--placement random` puts every photo down
 anywhere first (training.anomaly.placement), train and test alike.
 """
@@ -24,13 +25,13 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from inspection.anomaly import upsample_map
 from inspection.errors import InputError
 from inspection.images import load_photo
-from inspection.locate import crop_to_item, upright_item
+from inspection.locate import crop_to_item, find_upright, upright_item
 from training.anomaly.extractor import DEFAULT_STRIDES, extract_all, torch_patch_extractor
 from training.anomaly.mvtec import GOOD, MvtecCategory, holdout_split
 from training.anomaly.patchcore import MAX_BANK, NEIGHBOURS, PatchCore
+from training.anomaly.pixel_metrics import masked_pairs, pixel_figures
 from training.anomaly.placement import place, place_mask, random_placement, rotations
 from training.anomaly.sources import find_category
 from training.anomaly.threshold import DEFAULT_TARGET_FPR, fit_calibration
@@ -100,23 +101,15 @@ def mask_loader(placement: str, seed: int) -> Callable[[Path, Path], np.ndarray]
     return load
 
 
-def pixel_auroc(data: MvtecCategory, paths: list[Path], maps: np.ndarray,
-                load_mask: Callable[[Path, Path], np.ndarray]) -> float | None:
-    """Pixel AUROC of the heatmap the operator sees (inspection.anomaly.upsample_map: the map
-    resized to the photo and smoothed) against the masks; photos without a mask are skipped
-    when the set only has masks for its defects."""
-    truth, predicted = [], []
-    for path, anomaly_map in zip(paths, maps, strict=True):
-        mask_path = data.masks.get(path)
-        if mask_path is None:
-            continue
-        mask = load_mask(path, mask_path)
-        truth.append(mask.ravel())
-        predicted.append(upsample_map(anomaly_map, mask.shape[1], mask.shape[0]).ravel())
-    labels = np.concatenate(truth) if truth else np.zeros(0, bool)
-    if not labels.any() or labels.all():
-        return None
-    return float(roc_auc_score(labels, np.concatenate(predicted)))
+def maps_on_photos(paths: list[Path], maps: np.ndarray, load_uncropped: Loader) -> np.ndarray:
+    """Maps of upright cut-outs drawn back over their photos, as the service draws them; a
+    photo the item was not found on was scored whole and keeps its map."""
+    drawn = []
+    for path, crop_map in zip(paths, maps, strict=True):
+        rgb = load_uncropped(path)
+        item = find_upright(rgb)
+        drawn.append(item.map_to_photo(crop_map, (rgb.shape[1], rgb.shape[0])) if item else crop_map)
+    return np.stack(drawn)
 
 
 def defect_members(kinds: np.ndarray) -> dict[str, np.ndarray]:
@@ -168,10 +161,18 @@ def run_protocol(data: MvtecCategory, input_size: int = 224, coreset_ratio: floa
     normalised = test_scores / calibration.normaliser
     flagged = normalised >= calibration.threshold
     labels = (kinds != GOOD).astype(int)
+    pixels = pixel_figures([])
+    if data.masks and crop in ("none", "upright"):  # a square crop's map has no way back
+        if crop == "upright":
+            test_maps = maps_on_photos(test_paths, test_maps,
+                                       photo_loader(input_size, placement, seed))
+        pixels = pixel_figures(masked_pairs(test_paths, test_maps, data.masks,
+                                            mask_loader(placement, seed)))
     return {
         "image_auroc": float(roc_auc_score(labels, test_scores)),
-        "pixel_auroc": (pixel_auroc(data, test_paths, test_maps, mask_loader(placement, seed))
-                        if data.masks and crop == "none" else None),
+        "pixel_auroc": pixels.auroc,
+        "pro": pixels.pro,
+        "pro_regions": pixels.regions,
         "detection_rate": {name: float(flagged[members].mean())
                            for name, members in defect_members(kinds).items()},
         "good_false_positive_rate": float(flagged[kinds == GOOD].mean()),
@@ -203,9 +204,10 @@ def main(args: argparse.Namespace) -> int:
                           args.neighbours, args.placement, args.rotations, args.crop)
     result["category"] = args.category
     config = result["config"]
-    pixel = result["pixel_auroc"]
+    pixel, pro = result["pixel_auroc"], result["pro"]
     print(f"{args.category} ({args.placement}): image AUROC {result['image_auroc']:.4f}"
           + (f", pixel AUROC {pixel:.4f}" if pixel is not None else "")
+          + (f", PRO {pro:.4f} ({result['pro_regions']} regions)" if pro is not None else "")
           + f"  (threshold {result['threshold']:.3f})")
     print(f"  cost: fit {result['fit_seconds']:.1f} s on {config['fit_photos']} photos"
           f" x {config['rotations']} rotation(s), bank {config['bank_size']} patches"
