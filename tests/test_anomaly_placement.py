@@ -76,3 +76,15 @@ def test_rotated_copies_turn_evenly(tmp_path: Path) -> None:
     quarter = turned((tmp_path, 1))  # 90 degrees counter-clockwise: the top goes left
     assert np.array_equal(quarter, np.rot90(photo)) or \
         np.abs(quarter.astype(int) - np.rot90(photo).astype(int)).mean() < 2
+
+
+def test_a_bank_on_upright_items_holds_both_half_turns() -> None:
+    from training.anomaly.placement import upright_views
+    photo = np.full((60, 100, 3), 90, np.uint8)
+    photo[20:40, 20:80] = (200, 30, 30)
+    photo[22:26, 70:78] = (30, 200, 30)  # a mark at one end
+    views = upright_views(place(photo, Placement(120.0, 1.0, (0.0, 0.0))))
+    assert len(views) == 2 and np.array_equal(views[1], views[0][::-1, ::-1])
+    assert views[0].shape[1] > views[0].shape[0]  # upright: long side horizontal
+    texture = np.random.default_rng(0).integers(0, 255, (50, 50, 3), dtype=np.uint8)
+    assert len(upright_views(texture)) == 1  # nothing on a tray: the photo, once

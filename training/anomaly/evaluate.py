@@ -32,7 +32,13 @@ from training.anomaly.extractor import DEFAULT_STRIDES, extract_all, torch_patch
 from training.anomaly.mvtec import GOOD, MvtecCategory, holdout_split
 from training.anomaly.patchcore import MAX_BANK, NEIGHBOURS, PatchCore
 from training.anomaly.pixel_metrics import masked_pairs, pixel_figures
-from training.anomaly.placement import place, place_mask, random_placement, rotations
+from training.anomaly.placement import (
+    place,
+    place_mask,
+    random_placement,
+    rotations,
+    upright_views,
+)
 from training.anomaly.sources import find_category
 from training.anomaly.threshold import DEFAULT_TARGET_FPR, fit_calibration
 
@@ -112,6 +118,11 @@ def maps_on_photos(paths: list[Path], maps: np.ndarray, load_uncropped: Loader) 
     return np.stack(drawn)
 
 
+def _upright_fit_views(photos: list[Path], load_uncropped: Loader) -> list[np.ndarray]:
+    """Every good photo's upright views (placement.upright_views), decoded once."""
+    return [view for path in photos for view in upright_views(load_uncropped(path))]
+
+
 def defect_members(kinds: np.ndarray) -> dict[str, np.ndarray]:
     """Which test photos show each defect kind; a photo of several (`crack;dent`, a manifest's
     damage labels) counts for each of them."""
@@ -145,9 +156,12 @@ def run_protocol(data: MvtecCategory, input_size: int = 224, coreset_ratio: floa
     extract = torch_patch_extractor(input_size, strides)
     load = photo_loader(input_size, placement, seed, crop)
     started = time.perf_counter()
-    fit_features = extract_all(extract, rotations(load, rotation_copies),
-                               [(p, k) for p in fit_photos for k in range(rotation_copies)],
-                               desc="train/good")
+    fit_features = (extract_all(extract, lambda view: view, _upright_fit_views(
+                        fit_photos, photo_loader(input_size, placement, seed)), desc="train/good")
+                    if crop == "upright" else
+                    extract_all(extract, rotations(load, rotation_copies),
+                                [(p, k) for p in fit_photos for k in range(rotation_copies)],
+                                desc="train/good"))
     detector = PatchCore.fit(fit_features, coreset_ratio, seed=seed, max_bank=max_bank or None,
                              neighbours=neighbours)
     fit_seconds = time.perf_counter() - started

@@ -30,6 +30,7 @@ from inspection.manifest import Manifest, Sample, file_sha256, read_manifest
 from training.anomaly.export import parity, save_detector
 from training.anomaly.features import PATCH_STRIDES
 from training.anomaly.patchcore import MAX_BANK, NEIGHBOURS, PatchCore
+from training.anomaly.placement import upright_views
 from training.anomaly.references import (
     fit_mismatch_threshold,
     nearest_similarity,
@@ -74,15 +75,19 @@ def is_good(sample: Sample) -> bool:
 
 
 def run_outputs(engine: Engine, manifest: Manifest, samples: Sequence[Sample], output: str,
-                desc: str, crop: str = "none") -> np.ndarray:
+                desc: str, crop: str = "none", bank: bool = False) -> np.ndarray:
+    """`output` of the bundle's model for each sample's photo; with crop "upright", of its item
+    cut out upright as the service does (inspection.anomaly) — for the `bank`, both half turns
+    of it (placement.upright_views)."""
     chunks: list[np.ndarray] = []
     for start in tqdm(range(0, len(samples), 8), desc=desc, mininterval=1.0):
-        # decoded as the service decodes an upload: large JPEGs at reduced DCT scale; the item
-        # cut out upright as the service does for a detector fitted so (inspection.anomaly)
+        # decoded as the service decodes an upload: large JPEGs at reduced DCT scale
         photos = [load_photo(manifest.image_path(s), min_side=engine.input_size)
                   for s in samples[start:start + 8]]
-        photos = [upright_item(photo) for photo in photos] if crop == "upright" else photos
-        chunks.extend(next(engine.iter_raw(photos, batch_size=8, outputs=[output]))[output])
+        if crop == "upright":
+            photos = ([view for photo in photos for view in upright_views(photo)] if bank
+                      else [upright_item(photo) for photo in photos])
+        chunks.extend(next(engine.iter_raw(photos, batch_size=len(photos), outputs=[output]))[output])
     return np.stack(chunks) if chunks else np.zeros((0, 0), np.float32)
 
 
@@ -100,7 +105,8 @@ def fit_category(engine: Engine, manifest: Manifest, category: str, coreset_rati
     if len(train) < MIN_PHOTOS:
         raise InputError(f"category {category!r} has {len(train)} good train photos; "
                          f"need {MIN_PHOTOS}", where=manifest.path)
-    features = run_outputs(engine, manifest, train, "patch_features", f"{category} train", crop)
+    features = run_outputs(engine, manifest, train, "patch_features", f"{category} train", crop,
+                           bank=True)
     detector = PatchCore.fit(features, coreset_ratio, max_bank=max_bank or None,
                              neighbours=neighbours)
     path = engine.bundle_dir / "anomaly" / f"{category}.onnx"
