@@ -39,13 +39,19 @@ def border_colour(rgb: np.ndarray) -> np.ndarray:
     return np.median(ring.reshape(-1, rgb.shape[-1]), axis=0)
 
 
-def foreground(rgb: np.ndarray) -> np.ndarray:
-    """Boolean mask (same size as `rgb`'s small copy) of what is not tray."""
+def tray_difference(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    """How far each pixel of a copy `side` pixels on its longer side is from the tray colour
+    (largest channel difference), and that copy's scale."""
     height, width = rgb.shape[:2]
-    scale = WORK_SIDE / max(height, width)
+    scale = side / max(height, width)
     small = cv2.resize(rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
                        interpolation=cv2.INTER_AREA)
-    difference = np.abs(small.astype(np.float32) - border_colour(small)).max(axis=2)
+    return np.abs(small.astype(np.float32) - border_colour(small)).max(axis=2), scale
+
+
+def foreground(rgb: np.ndarray) -> np.ndarray:
+    """Boolean mask (same size as `rgb`'s small copy) of what is not tray."""
+    difference, _ = tray_difference(rgb, WORK_SIDE)
     level, _ = cv2.threshold(difference.astype(np.uint8), 0, 255,
                              cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     mask = (difference > max(level, MIN_CONTRAST)).astype(np.uint8)
@@ -98,11 +104,8 @@ MAX_EDGE_SHARE = 0.2  # of the photo's edge pixels unlike the tray: then it is a
 def item_outline(rgb: np.ndarray) -> tuple[np.ndarray, float] | None:
     """The largest blob that differs from the tray, filled (closing) and whole: a mask on a
     small copy of the photo and that copy's scale; None when the photo is the item."""
-    height, width = rgb.shape[:2]
-    scale = OUTLINE_SIDE / max(height, width)
-    small = cv2.resize(rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
-                       interpolation=cv2.INTER_AREA).astype(np.float32)
-    difference = cv2.GaussianBlur(np.abs(small - border_colour(small)).max(axis=2), (5, 5), 0)
+    difference, scale = tray_difference(rgb, OUTLINE_SIDE)
+    difference = cv2.GaussianBlur(difference, (5, 5), 0)
     level, _ = cv2.threshold(np.clip(difference, 0, 255).astype(np.uint8), 0, 255,
                              cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     # Otsu's level splits a busy tray from the item; capped, so an item close to the tray's

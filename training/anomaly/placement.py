@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from inspection import locate
 from inspection.locate import find_upright
 
 MAX_SHIFT = 0.10  # of the photo's side, each axis
@@ -55,9 +56,8 @@ def random_placement(photo: Path, seed: int) -> Placement:
 
 
 def border_colour(rgb: np.ndarray) -> tuple[float, ...]:
-    """Median colour of the photo's outermost pixel ring: the tray or background it lies on."""
-    ring = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
-    return tuple(float(v) for v in np.median(ring.reshape(-1, rgb.shape[-1]), axis=0))
+    """The tray colour (inspection.locate.border_colour) as OpenCV's fill value."""
+    return tuple(float(v) for v in locate.border_colour(rgb))
 
 
 def place(rgb: np.ndarray, placement: Placement) -> np.ndarray:
