@@ -109,7 +109,6 @@ class AnomalyDetectors:
         return AnomalyResult(scores, raw_scores, detector.threshold,
                              scores >= detector.threshold, raw_maps / detector.normaliser)
 
-
     def score_photos(self, category: str, photos: Sequence[np.ndarray],
                      patch_features: np.ndarray, features_of: FeaturesOf) -> AnomalyResult | None:
         """Score photos (upright RGB, as the model saw them) from their `patch_features`; for a

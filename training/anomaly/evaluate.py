@@ -119,7 +119,8 @@ def maps_on_photos(paths: list[Path], maps: np.ndarray, load_uncropped: Loader) 
 
 
 def _upright_fit_views(photos: list[Path], load_uncropped: Loader) -> list[np.ndarray]:
-    """Every good photo's upright views (placement.upright_views), decoded once."""
+    """Every good photo's upright views (placement.upright_views), decoded once: whether a
+    photo gives one view or two is known only after finding its item."""
     return [view for path in photos for view in upright_views(load_uncropped(path))]
 
 
