@@ -34,7 +34,7 @@ def served_scores(engine: Engine, detectors: AnomalyDetectors, category: str,
     for start in range(0, len(paths), 16):
         photos = [load_photo(p, min_side=engine.input_size) for p in paths[start:start + 16]]
         features = next(engine.iter_raw(photos, 16, outputs=["patch_features"]))["patch_features"]
-        result = detectors.score(category, features)
+        result = detectors.score_photos(category, photos, features, engine.patch_features)
         assert result is not None
         scores.append(result.raw_scores)
     return np.concatenate(scores)

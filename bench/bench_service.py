@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import sys
 import time
@@ -104,15 +105,25 @@ def in_process(bundle: Path) -> tuple[Any, Any]:
     return LoadedModel.load(bundle), load_policy(None)
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_in_process(model: Any, policy: Any, items: list[list[bytes]], scenario: Scenario,
-                   budget: Budget) -> float:
-    """Photos per second through inspect_item (decode -> model -> anomaly -> decide)."""
+                   budget: Budget) -> tuple[float, float]:
+    """Photos per second through inspect_item (decode -> model -> anomaly -> decide), and the
+    CPU milliseconds each photo took (all threads, ONNX Runtime's included)."""
     from inspection.pipeline import Upload, inspect_item
 
     uploads = [[Upload(data) for data in item] for item in items]
+    cpu_before = time.process_time()
     done, seconds = measure_threads(lambda u: inspect_item(model, policy, u, "phone"), uploads,
                                     scenario.concurrency, budget)
-    return done * scenario.photos / seconds
+    photos = done * scenario.photos
+    return photos / seconds, 1000.0 * (time.process_time() - cpu_before) / max(1, photos)
 
 
 def run_onnx_only(model: Any, items: list[list[bytes]], scenario: Scenario, budget: Budget) -> float:
@@ -129,15 +140,38 @@ def run_onnx_only(model: Any, items: list[list[bytes]], scenario: Scenario, budg
     return done * scenario.photos / seconds
 
 
+@dataclass(frozen=True)
+class ServiceRun:
+    result: RunResult
+    server_cpu_ms: float  # per photo answered, all the server's threads
+    client_cpu_ms: float  # per photo, the load generator's own share of the same cores
+
+
 def run_service(server: ServerProcess, requests: list[Request], scenario: Scenario,
-                budget: Budget) -> RunResult:
+                budget: Budget) -> ServiceRun:
     run_load(server.port, requests[:1], 1, 2, 30.0)  # warm-up: first-request costs aside
-    return run_load(server.port, requests, scenario.concurrency, budget.requests, budget.seconds,
-                    server_pid=server.pid)
+    server_before, client_before = process_cpu_seconds(server.pid), time.process_time()
+    result = run_load(server.port, requests, scenario.concurrency, budget.requests,
+                      budget.seconds, server_pid=server.pid)
+    photos = max(1, sum(sample.photos for sample in result.ok))
+    return ServiceRun(result, 1000.0 * (process_cpu_seconds(server.pid) - server_before) / photos,
+                      1000.0 * (time.process_time() - client_before) / photos)
+
+
+def cpu_figures(service: list[ServiceRun], in_process_cpu: list[float]) -> dict[str, float]:
+    """CPU ms per photo, medians over rounds: the server, the load generator beside it, the
+    in-process pipeline; and the service / in-process throughput the cores allow when both are
+    CPU-bound (in-process CPU over server + client CPU)."""
+    server = statistics.median(run.server_cpu_ms for run in service)
+    client = statistics.median(run.client_cpu_ms for run in service)
+    pipeline = statistics.median(in_process_cpu)
+    return {"server_cpu_ms_per_photo": server, "client_cpu_ms_per_photo": client,
+            "in_process_cpu_ms_per_photo": pipeline,
+            "cpu_bound_ceiling": pipeline / (server + client) if server + client else 0.0}
 
 
 def row(scenario: Scenario, service: RunResult, pipeline: float, onnx: float,
-        baseline: RunResult | None) -> dict[str, Any]:
+        baseline: RunResult | None, cpu: dict[str, float]) -> dict[str, Any]:
     before = ({"baseline_photos_per_s": baseline.photos_per_s, "baseline_p50_ms": baseline.percentile_ms(50),
                "baseline_p99_ms": baseline.percentile_ms(99), "baseline_errors": len(baseline.errors),
                "baseline_answer_bytes": baseline.ok[0].answer_bytes if baseline.ok else None,
@@ -152,7 +186,7 @@ def row(scenario: Scenario, service: RunResult, pipeline: float, onnx: float,
             "p99_ms": service.percentile_ms(99), "requests": len(service.samples),
             "errors": len(service.errors), "first_errors": service.errors[:3],
             "answer_bytes": service.ok[0].answer_bytes if service.ok else None,
-            "server_rss_mib": service.rss_at(), "stages_ms": service.stage_means_ms()}
+            "server_rss_mib": service.rss_at(), "stages_ms": service.stage_means_ms(), **cpu}
 
 
 def print_row(result: dict[str, Any]) -> None:
@@ -164,8 +198,11 @@ def print_row(result: dict[str, Any]) -> None:
           f"{result['in_process_photos_per_s']:6.1f} | onnx-only {result['onnx_only_photos_per_s']:6.1f}"
           f" | service/in-process {result['service_over_in_process']:.2f} in-process/onnx-only "
           f"{result['in_process_over_onnx_only']:.2f} | RSS peak {rss.get('peak', 0):.0f} MiB"
-          f"\n{'':<14} server stages (mean ms): {stages}; answer {result['answer_bytes']} bytes",
-          flush=True)
+          f"\n{'':<14} server stages (mean ms): {stages}; answer {result['answer_bytes']} bytes"
+          f"\n{'':<14} CPU ms per photo: server {result['server_cpu_ms_per_photo']:.1f}, load "
+          f"generator {result['client_cpu_ms_per_photo']:.1f}, in-process "
+          f"{result['in_process_cpu_ms_per_photo']:.1f} -> service/in-process at most "
+          f"{result['cpu_bound_ceiling']:.2f} once the cores are saturated", flush=True)
     if "baseline_photos_per_s" in result:
         print(f"{'':<14} baseline server {result['baseline_photos_per_s']:6.1f} photos/s p50 "
               f"{result['baseline_p50_ms']:7.1f} p99 {result['baseline_p99_ms']:7.1f} ms, answer "
@@ -199,18 +236,22 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         for scenario in scenarios:
             items = [photo_set(scenario.size, scenario.photos)]
             requests = [request_for(scenario.size, scenario.photos)]
-            onnx, pipeline, service, baseline = [], [], [], []
+            onnx, pipeline, pipeline_cpu, service, baseline = [], [], [], [], []
             for turn in range(rounds):
                 onnx.append(run_onnx_only(model, items, scenario, budget))
-                pipeline.append(run_in_process(model, policy, items, scenario, budget))
+                photos_per_s, cpu_ms = run_in_process(model, policy, items, scenario, budget)
+                pipeline.append(photos_per_s)
+                pipeline_cpu.append(cpu_ms)
                 # with a baseline server, take turns going first: load from elsewhere drifts
                 if old and turn % 2:
-                    baseline.append(run_service(old, requests, scenario, budget))
+                    baseline.append(run_service(old, requests, scenario, budget).result)
                 service.append(run_service(server, requests, scenario, budget))
                 if old and not turn % 2:
-                    baseline.append(run_service(old, requests, scenario, budget))
-            rows.append(row(scenario, merge(service), statistics.median(pipeline),
-                            statistics.median(onnx), merge(baseline) if baseline else None))
+                    baseline.append(run_service(old, requests, scenario, budget).result)
+            rows.append(row(scenario, merge([run.result for run in service]),
+                            statistics.median(pipeline), statistics.median(onnx),
+                            merge(baseline) if baseline else None,
+                            cpu_figures(service, pipeline_cpu)))
             print_row(rows[-1])
         prometheus = [line for line in server.metrics_text().splitlines()
                       if line.startswith("returns_stage_seconds_sum")]

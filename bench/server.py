@@ -29,11 +29,13 @@ class ServerProcess:
     """`with ServerProcess(bundle) as server:` -> server.port, server.pid; stopped on exit."""
 
     def __init__(self, bundle: Path, database_url: str | None = None, startup_s: float = 120.0,
-                 root: Path = ROOT):
-        """`root`: the checkout whose code serves (another one measures a version before)."""
+                 root: Path = ROOT, serve_args: tuple[str, ...] = ()):
+        """`root`: the checkout whose code serves (another one measures a version before);
+        `serve_args`: more `returns-inspect serve` options (e.g. `--workers 2`)."""
         self.bundle = bundle.resolve()
         self.root = root.resolve()
         self.database_url = database_url
+        self.serve_args = serve_args
         self.startup_s = startup_s
         self.port = free_port()
         self._data = tempfile.TemporaryDirectory(prefix="bench-service-")
@@ -52,7 +54,7 @@ class ServerProcess:
             env["RETURNS_DATABASE_URL"] = self.database_url
         command = [sys.executable, "-m", "inspection.cli", "serve", "--host", LOOPBACK,
                    "--port", str(self.port), "--bundle", str(self.bundle),
-                   "--data-dir", self._data.name]
+                   "--data-dir", self._data.name, *self.serve_args]
         with open(self._log, "wb") as log:
             self._process = subprocess.Popen(command, cwd=self.root, env=env, stdout=log,
                                              stderr=subprocess.STDOUT)

@@ -2,13 +2,18 @@
 
 The main model outputs `patch_features`; the declared category's small ONNX detector turns them
 into a raw anomaly score and map, which the card's per-category normaliser and threshold turn
-into a decision. Item mismatch compares the photo's embedding with the category's reference
+into a decision. A detector fitted on upright items (card entry `crop: upright`, for items lying
+anywhere on a tray) sees each photo's item cut out and turned upright (inspection.locate): the
+model runs once more on those crops, and the maps are drawn back onto the photos.
+
+Item mismatch compares the photo's embedding with the category's reference
 embeddings (references.npz) against a similarity threshold fitted on val.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +23,13 @@ import onnxruntime as ort
 
 from inspection.card import ModelCard
 from inspection.errors import BundleError, InputError
+from inspection.locate import find_upright
 from inspection.manifest import file_sha256
 
 REFERENCES_FILE = "references.npz"
 MISMATCH_KEY = "item_mismatch"  # card.thresholds[MISMATCH_KEY] = {category: min similarity}
+CROPS = ("none", "upright")  # what a detector was fitted on: whole photos, or upright items
+FeaturesOf = Callable[[list[np.ndarray]], np.ndarray]  # RGB photos -> N x C x h x w features
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,7 @@ class Detector:
     session: ort.InferenceSession
     normaliser: float
     threshold: float
+    crop: str = "none"
 
 
 class AnomalyDetectors:
@@ -65,8 +74,11 @@ class AnomalyDetectors:
                                                providers=["CPUExecutionProvider"])
             except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors
                 raise BundleError(f"{path}: ONNX Runtime cannot load it ({exc})") from None
+            crop = str(entry.get("crop", "none"))
+            if crop not in CROPS:
+                raise BundleError(f"card.anomaly[{category!r}].crop is {crop!r}; known: {CROPS}")
             detectors[category] = Detector(session, float(entry["normaliser"]),
-                                           float(entry["threshold"]))
+                                           float(entry["threshold"]), crop)
         return cls(detectors)
 
     @property
@@ -75,6 +87,11 @@ class AnomalyDetectors:
 
     def has(self, category: str) -> bool:
         return category in self._detectors
+
+    def crop_of(self, category: str) -> str:
+        """What the category's detector was fitted on: "none" (whole photos) or "upright"."""
+        detector = self._detectors.get(category)
+        return detector.crop if detector is not None else "none"
 
     def score(self, category: str, patch_features: np.ndarray) -> AnomalyResult | None:
         """Score N x C x h x w (or one C x h x w) patch features; None without a detector."""
@@ -91,6 +108,27 @@ class AnomalyDetectors:
         scores = raw_scores / detector.normaliser
         return AnomalyResult(scores, raw_scores, detector.threshold,
                              scores >= detector.threshold, raw_maps / detector.normaliser)
+
+    def score_photos(self, category: str, photos: Sequence[np.ndarray],
+                     patch_features: np.ndarray, features_of: FeaturesOf) -> AnomalyResult | None:
+        """Score photos (upright RGB, as the model saw them) from their `patch_features`; for a
+        detector fitted on upright items, the photos where an item lies on a tray are scored
+        on that item instead (`features_of` runs the model on the crops) and their maps are
+        drawn back over the whole photo."""
+        detector = self._detectors.get(category)
+        if detector is None or detector.crop == "none":
+            return self.score(category, patch_features)
+        items = [find_upright(rgb) for rgb in photos]
+        found = [index for index, item in enumerate(items) if item is not None]
+        features = np.array(patch_features, dtype=np.float32, copy=True)
+        if found:
+            features[found] = features_of([items[index].rgb for index in found])  # type: ignore[union-attr]
+        result = self.score(category, features)
+        if result is None or not found:
+            return result
+        maps = [item.map_to_photo(crop_map, (rgb.shape[1], rgb.shape[0])) if item else crop_map
+                for item, crop_map, rgb in zip(items, result.maps, photos, strict=True)]
+        return replace(result, maps=np.stack(maps))
 
 
 def upsample_map(anomaly_map: np.ndarray, width: int, height: int,

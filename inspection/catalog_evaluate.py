@@ -109,6 +109,8 @@ def category_level(model: LoadedModel, sku: SkuSet, views: dict[str, Views | Non
     category = sku.category
     if not category or model.anomaly is None or not model.anomaly.has(category):
         return None
+    if model.anomaly.crop_of(category) != "none":
+        return None  # it scores upright items; these views hold whole photos' features
     good, bad = views["held_out"], views["damaged"]
 
     def scores(part: Views | None) -> np.ndarray:

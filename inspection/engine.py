@@ -115,6 +115,11 @@ class Engine:
             predictions.extend(self._split(raw, len(chunk)))
         return predictions
 
+    def patch_features(self, photos: Sequence[np.ndarray]) -> np.ndarray:
+        """N x C x h x w patch features of upright RGB uint8 photos (the anomaly detectors')."""
+        batch = batch_inputs(list(photos), self.card.preprocessing)
+        return self.run(batch, ["patch_features"])["patch_features"]
+
     def iter_raw(self, photos: Sequence[np.ndarray], batch_size: int = 32,
                  outputs: Sequence[str] | None = None) -> Iterator[dict[str, np.ndarray]]:
         """Raw outputs batch by batch: evaluation and calibration read logits directly."""

@@ -77,7 +77,8 @@ def inspect_item(model: LoadedModel, policy: Policy, uploads: Sequence[Upload],
     predictions = model.engine.predict([photo.rgb for photo in decoded])
     inferred_at = time.perf_counter()
     catalog = _sku_comparison(sku, predictions)
-    anomaly = None if catalog else _anomaly(model, category, predictions)
+    anomaly = None if catalog else _anomaly(model, category, predictions,
+                                            [photo.rgb for photo in decoded])
     anomaly_at = time.perf_counter()
     qualities = [assess_quality(p.rgb, p.original_size, policy.quality) for p in decoded]
     if not any(quality.usable for quality in qualities):
@@ -299,13 +300,15 @@ def _similarities(model: LoadedModel, category: str | None,
     return [model.references.similarity(category, e) for e in embeddings if e is not None]
 
 
-def _anomaly(model: LoadedModel, category: str | None, predictions: Sequence[PhotoPrediction]
+def _anomaly(model: LoadedModel, category: str | None, predictions: Sequence[PhotoPrediction],
+             photos: Sequence[np.ndarray]
              ) -> tuple[list[float], list[np.ndarray | None], float] | None:
     """(scores, maps, threshold) from the bundle's detector for this category, if any."""
     features = [p.patch_features for p in predictions]
     if model.anomaly is None or not category or any(f is None for f in features):
         return None
-    outcome = model.anomaly.score(category, np.stack(features))  # type: ignore[arg-type]
+    outcome = model.anomaly.score_photos(category, photos, np.stack(features),  # type: ignore[arg-type]
+                                         model.engine.patch_features)
     if outcome is None:
         return None
     return [float(s) for s in outcome.scores], list(outcome.maps), float(outcome.threshold)

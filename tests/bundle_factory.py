@@ -147,7 +147,7 @@ CRACKED_ITEM = {
 
 
 def add_anomaly_detector(bundle_dir: str | Path, category: str, threshold: float,
-                         normaliser: float = 1.0) -> Path:
+                         normaliser: float = 1.0, crop: str = "none") -> Path:
     """anomaly/<category>.onnx in the issue-4 contract (input `patch_features` N x C x h x w;
     outputs `anomaly_score` N = the map's maximum, `anomaly_map` N x h x w = the channel mean),
     listed in the card with its sha256, normaliser and threshold."""
@@ -173,7 +173,7 @@ def add_anomaly_detector(bundle_dir: str | Path, category: str, threshold: float
     onnx.save(model, path)
     card = read_card(bundle_dir)
     card.anomaly[category] = {"file": f"anomaly/{category}.onnx", "sha256": file_sha256(path),
-                              "normaliser": normaliser, "threshold": threshold}
+                              "normaliser": normaliser, "threshold": threshold, "crop": crop}
     card.save(bundle_dir)
     seal_bundle(bundle_dir)
     return path

@@ -118,3 +118,56 @@ def test_fit_names_an_unknown_category(tmp_path: Path, capsys: pytest.CaptureFix
     code = cli_main(["anomaly", "fit", "--bundle", str(bundle), "--manifest", str(manifest),
                      "--categories", "bike"])
     assert code == 2 and "bike" in capsys.readouterr().err
+
+
+def _item_on_tray(colour: int) -> np.ndarray:
+    """A long item lying at an angle on a plain grey tray (what `crop: upright` is for)."""
+    from training.anomaly.placement import Placement, place
+    rgb = np.full((48, 96, 3), 120, np.uint8)
+    rgb[12:36, 16:80] = colour
+    return place(rgb, Placement(30.0, 1.0, (0.0, 0.0)))
+
+
+def test_an_upright_detector_scores_the_item_and_draws_its_map_on_the_photo(fitted: Path) -> None:
+    card = read_card(fitted)
+    card.anomaly = {"phone": {**card.anomaly["phone"], "crop": "upright"}}
+    detectors = AnomalyDetectors.load(fitted, card)
+    assert detectors.crop_of("phone") == "upright" and detectors.crop_of("bike") == "none"
+    texture = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    photos = [_item_on_tray(220), texture]
+    features = np.random.default_rng(1).random((2, 8, 4, 4)).astype(np.float32)
+    crops: list[np.ndarray] = []
+
+    def features_of(pictures: list[np.ndarray]) -> np.ndarray:
+        crops.extend(pictures)
+        return np.full((len(pictures), 8, 4, 4), 0.5, np.float32)
+
+    result = detectors.score_photos("phone", photos, features, features_of)
+    assert result is not None and result.maps.shape == (2, 4, 4)
+    assert len(crops) == 1 and crops[0].shape[1] > crops[0].shape[0]  # the item only, upright
+    assert (crops[0] == 220).all(axis=2).mean() > 0.8
+    whole = detectors.score("phone", features)
+    on_item = detectors.score("phone", np.full((1, 8, 4, 4), 0.5, np.float32))
+    assert whole is not None and on_item is not None
+    assert result.scores[1] == pytest.approx(whole.scores[1])  # no tray: the photo as it is
+    assert result.scores[0] == pytest.approx(on_item.scores[0])
+    assert result.maps[0][0, 0] == 0.0  # the tray's corner, outside the item
+
+
+def test_an_unknown_crop_in_the_card_refuses_the_bundle(fitted: Path) -> None:
+    from inspection.errors import BundleError
+    card = read_card(fitted)
+    card.anomaly = {"phone": {**card.anomaly["phone"], "crop": "sideways"}}
+    with pytest.raises(BundleError, match="crop"):
+        AnomalyDetectors.load(fitted, card)
+
+
+def test_fit_on_upright_items_records_it_in_the_card(tmp_path: Path) -> None:
+    bundle = build_bundle(tmp_path / "bundle", size=32)
+    manifest = _manifest(tmp_path)
+    assert cli_main(["anomaly", "fit", "--bundle", str(bundle), "--manifest", str(manifest),
+                     "--categories", "phone", "--crop", "upright", "--no-references",
+                     "--coreset-ratio", "0.5"]) == 0
+    card = verify_bundle(bundle)
+    assert card.anomaly["phone"]["crop"] == "upright"
+    assert AnomalyDetectors.load(bundle, card).crop_of("phone") == "upright"

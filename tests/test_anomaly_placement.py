@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from training.anomaly.placement import (
     Placement,
@@ -13,6 +14,7 @@ from training.anomaly.placement import (
     place_mask,
     random_placement,
     rotations,
+    tray_side,
 )
 
 
@@ -41,6 +43,19 @@ def test_uncovered_area_takes_the_border_colour() -> None:
     assert tuple(placed[0, 0]) == (90, 90, 90) and tuple(placed[-1, -1]) == (90, 90, 90)
 
 
+def test_the_whole_photo_stays_on_its_tray_at_any_pose() -> None:
+    """Turned inside its own frame a long photo loses its ends (and the defects there); on its
+    tray every pixel of it is still seen, only scaled."""
+    mask = np.ones((40, 120), np.uint8)  # a long photo: every pixel of it marked
+    for angle in (0.0, 37.0, 90.0, 135.0, 270.0):
+        for shift in ((0.1, 0.1), (-0.1, 0.1), (0.1, -0.1)):
+            placed = place_mask(mask, Placement(angle, 0.8, shift))
+            assert placed.shape == (tray_side(120, 40),) * 2
+            assert placed.sum() == pytest.approx(0.64 * mask.sum(), rel=0.05)
+            ring = np.concatenate([placed[0], placed[-1], placed[:, 0], placed[:, -1]])
+            assert not ring.any()  # nothing touches the tray's edge
+
+
 def test_mask_moves_with_its_photo() -> None:
     photo = _tray_photo()
     mask = np.zeros((64, 64), np.uint8)
@@ -61,3 +76,15 @@ def test_rotated_copies_turn_evenly(tmp_path: Path) -> None:
     quarter = turned((tmp_path, 1))  # 90 degrees counter-clockwise: the top goes left
     assert np.array_equal(quarter, np.rot90(photo)) or \
         np.abs(quarter.astype(int) - np.rot90(photo).astype(int)).mean() < 2
+
+
+def test_a_bank_on_upright_items_holds_both_half_turns() -> None:
+    from training.anomaly.placement import upright_views
+    photo = np.full((60, 100, 3), 90, np.uint8)
+    photo[20:40, 20:80] = (200, 30, 30)
+    photo[22:26, 70:78] = (30, 200, 30)  # a mark at one end
+    views = upright_views(place(photo, Placement(120.0, 1.0, (0.0, 0.0))))
+    assert len(views) == 2 and np.array_equal(views[1], views[0][::-1, ::-1])
+    assert views[0].shape[1] > views[0].shape[0]  # upright: long side horizontal
+    texture = np.random.default_rng(0).integers(0, 255, (50, 50, 3), dtype=np.uint8)
+    assert len(upright_views(texture)) == 1  # nothing on a tray: the photo, once

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from inspection.locate import border_colour, crop_to_item, item_box
+from inspection.locate import border_colour, crop_to_item, find_upright, item_box, upright_item
+from training.anomaly.placement import Placement, place
 
 
 def _tray(size: int = 200) -> np.ndarray:
@@ -45,3 +46,54 @@ def test_a_texture_filling_the_photo_is_not_cropped() -> None:
 def test_an_empty_tray_is_not_cropped() -> None:
     photo = _tray()
     assert item_box(photo) is None and crop_to_item(photo).shape == photo.shape
+
+
+def _long_item() -> np.ndarray:
+    """A 120 x 60 red item on a grey tray, with a green mark near its right end."""
+    rgb = np.full((120, 200, 3), 90, np.uint8)
+    rgb[30:90, 40:160] = (200, 60, 40)
+    rgb[40:50, 140:150] = (20, 200, 20)
+    return rgb
+
+
+def _mark(rgb: np.ndarray) -> tuple[float, float]:
+    ys, xs = np.nonzero((rgb[:, :, 1] > 150) & (rgb[:, :, 0] < 80))
+    return float(xs.mean()), float(ys.mean())
+
+
+def test_an_item_put_down_at_any_angle_comes_back_upright() -> None:
+    for angle in (0.0, 33.0, 90.0, 161.0, 250.0):
+        placed = place(_long_item(), Placement(angle, 0.9, (0.05, -0.05)))
+        found = find_upright(placed)
+        assert found is not None
+        height, width = found.rgb.shape[:2]
+        assert abs(width - 0.9 * 120) < 8 and abs(height - 0.9 * 60) < 8  # long side horizontal
+        # the item fills its crop: red (or the mark) almost everywhere
+        item = (found.rgb[:, :, 0] > 150) | (found.rgb[:, :, 1] > 150)
+        assert item.mean() > 0.9
+        mark_x, mark_y = _mark(found.rgb)  # near one end: a half turn is the only ambiguity
+        assert min(mark_x, width - mark_x) < 0.25 * width
+
+
+def test_a_map_over_the_crop_is_drawn_back_where_the_item_lies() -> None:
+    placed = place(_long_item(), Placement(33.0, 0.9, (0.05, -0.05)))
+    found = find_upright(placed)
+    assert found is not None
+    crop_map = np.zeros((20, 20), np.float32)
+    mark_x, mark_y = _mark(found.rgb)
+    crop_map[int(mark_y / found.rgb.shape[0] * 20), int(mark_x / found.rgb.shape[1] * 20)] = 1.0
+    photo_map = found.map_to_photo(crop_map, (placed.shape[1], placed.shape[0]))
+    assert photo_map.shape == (20, 20) and photo_map.max() > 0.3
+    peak_y, peak_x = np.unravel_index(photo_map.argmax(), photo_map.shape)
+    photo_x, photo_y = _mark(placed)
+    assert abs(peak_x + 0.5 - photo_x / placed.shape[1] * 20) <= 1.0
+    assert abs(peak_y + 0.5 - photo_y / placed.shape[0] * 20) <= 1.0
+    corner = found.map_to_photo(np.ones((20, 20), np.float32), (placed.shape[1], placed.shape[0]))
+    assert corner[0, 0] == 0.0  # the tray around the item scores nothing
+
+
+def test_no_upright_crop_without_a_tray() -> None:
+    rng = np.random.default_rng(1)
+    texture = rng.integers(0, 255, (100, 160, 3), dtype=np.uint8)  # a surface filling the photo
+    assert find_upright(texture) is None and upright_item(texture) is texture
+    assert find_upright(_tray()) is None  # an empty tray

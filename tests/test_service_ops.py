@@ -182,6 +182,41 @@ def test_anomaly_detector_flags_and_draws_a_map(make_app: Any, clean_bundle: Pat
     assert shoe["photos"][0]["anomaly_score"] is not None
 
 
+def test_an_upright_item_detector_scores_through_the_api(make_app: Any, clean_bundle: Path,
+                                                         tmp_path: Path, photo_jpeg: bytes) -> None:
+    """A detector fitted on upright items (`anomaly fit --crop upright`): the service cuts the
+    item out of a tray photo, scores it and draws the map back; a photo with no tray is scored
+    whole."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from training.anomaly.placement import Placement, place
+    bundle = Path(shutil.copytree(clean_bundle, tmp_path / "upright"))
+    add_anomaly_detector(bundle, "phone", threshold=-1.0, crop="upright")
+    item = np.full((240, 320, 3), 128, np.uint8)
+    item[60:180, 40:280] = (40, 60, 150)  # a phone lying on a grey tray
+    tray = io.BytesIO()
+    Image.fromarray(place(item, Placement(35.0, 0.9, (0.05, 0.0)))).save(tray, "JPEG")
+    whole = Path(shutil.copytree(clean_bundle, tmp_path / "whole"))
+    add_anomaly_detector(whole, "phone", threshold=-1.0)
+    scores = {}
+    for name, served in (("upright", bundle), ("whole", whole)):
+        client = make_app(served)
+        for photo_name, photo in (("tray", tray.getvalue()), ("no tray", photo_jpeg)):
+            answer = submit(client, [photo], category="phone")
+            assert answer.status_code == 201, answer.text
+            body = answer.json()
+            assert any(f["kind"] == "anomaly" for f in body["flags"])
+            heat = client.get(f"/v1/inspections/{body['id']}/photos/0/heatmap",
+                              params={"label": "anomaly"}, headers=headers("station"))
+            assert heat.status_code == 200 and heat.headers["content-type"] == "image/png"
+            scores[name, photo_name] = body["photos"][0]["anomaly_score"]
+    assert scores["upright", "tray"] != pytest.approx(scores["whole", "tray"])  # the item scored
+    assert scores["upright", "no tray"] == pytest.approx(scores["whole", "no tray"])  # whole
+
+
 def test_a_reload_leaves_requests_in_flight_on_the_old_model(cracked_bundle: Path,
                                                              clean_bundle: Path,
                                                              photo_jpeg: bytes) -> None:

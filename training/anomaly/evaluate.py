@@ -4,7 +4,8 @@ folder, the magnetic-tile layout or a manifest's category (training.anomaly.sour
 Fit the memory bank on the good training photos (less a seeded held-out slice), fit the
 normaliser and threshold on that held-out slice (test labels are never used for it), score every
 test photo, and report image-level AUROC, each defect kind's detection rate at the threshold,
-pixel AUROC where the set has masks, and what it cost: fit time, bank size, ms per photo.
+pixel AUROC and PRO where the set has masks (training.anomaly.pixel_metrics), and what it
+cost: fit time, bank size, ms per photo.
 Photos are decoded as the service decodes them. `--placement random` puts every photo down
 anywhere first (training.anomaly.placement), train and test alike.
 """
@@ -24,20 +25,28 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from inspection.anomaly import upsample_map
 from inspection.errors import InputError
 from inspection.images import load_photo
-from inspection.locate import crop_to_item
+from inspection.locate import crop_to_item, find_upright, upright_item
 from training.anomaly.extractor import DEFAULT_STRIDES, extract_all, torch_patch_extractor
 from training.anomaly.mvtec import GOOD, MvtecCategory, holdout_split
 from training.anomaly.patchcore import MAX_BANK, NEIGHBOURS, PatchCore
-from training.anomaly.placement import place, place_mask, random_placement, rotations
+from training.anomaly.pixel_metrics import masked_pairs, pixel_figures
+from training.anomaly.placement import (
+    place,
+    place_mask,
+    random_placement,
+    rotations,
+    upright_views,
+)
 from training.anomaly.sources import find_category
 from training.anomaly.threshold import DEFAULT_TARGET_FPR, fit_calibration
 
 log = logging.getLogger(__name__)
 Loader = Callable[[Path], np.ndarray]
 REPORTED_FPR = 0.05  # "TPR at 5 % good FPR", per defect kind
+CROPS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "none": lambda rgb: rgb, "item": crop_to_item, "upright": upright_item}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,8 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="strides of the backbone maps to use, e.g. 8,16 (from 4,8,16,32)")
     parser.add_argument("--placement", choices=("aligned", "random"), default="aligned",
                         help="random: rotate 0-360, scale 0.8-1, shift +-10%% every photo")
-    parser.add_argument("--crop", choices=("none", "item"), default="none",
-                        help="item: crop every photo to the item found on it (inspection.locate)")
+    parser.add_argument("--crop", choices=CROPS, default="none",
+                        help="item: crop every photo to the item found on it; upright: cut the "
+                             "item out along its rotated outline, long side horizontal "
+                             "(inspection.locate)")
     parser.add_argument("--rotations", type=int, default=1,
                         help="fit the bank on this many evenly rotated copies of each good photo")
     parser.add_argument("--holdout", type=float, default=0.2,
@@ -84,7 +95,7 @@ def photo_loader(input_size: int, placement: str, seed: int, crop: str = "none")
     def load(path: Path) -> np.ndarray:
         rgb = load_photo(path, min_side=input_size)
         rgb = place(rgb, random_placement(path, seed)) if placement == "random" else rgb
-        return crop_to_item(rgb) if crop == "item" else rgb
+        return CROPS[crop](rgb)
     return load
 
 
@@ -96,23 +107,21 @@ def mask_loader(placement: str, seed: int) -> Callable[[Path, Path], np.ndarray]
     return load
 
 
-def pixel_auroc(data: MvtecCategory, paths: list[Path], maps: np.ndarray,
-                load_mask: Callable[[Path, Path], np.ndarray]) -> float | None:
-    """Pixel AUROC of the heatmap the operator sees (inspection.anomaly.upsample_map: the map
-    resized to the photo and smoothed) against the masks; photos without a mask are skipped
-    when the set only has masks for its defects."""
-    truth, predicted = [], []
-    for path, anomaly_map in zip(paths, maps, strict=True):
-        mask_path = data.masks.get(path)
-        if mask_path is None:
-            continue
-        mask = load_mask(path, mask_path)
-        truth.append(mask.ravel())
-        predicted.append(upsample_map(anomaly_map, mask.shape[1], mask.shape[0]).ravel())
-    labels = np.concatenate(truth) if truth else np.zeros(0, bool)
-    if not labels.any() or labels.all():
-        return None
-    return float(roc_auc_score(labels, np.concatenate(predicted)))
+def maps_on_photos(paths: list[Path], maps: np.ndarray, load_uncropped: Loader) -> np.ndarray:
+    """Maps of upright cut-outs drawn back over their photos, as the service draws them; a
+    photo the item was not found on was scored whole and keeps its map."""
+    drawn = []
+    for path, crop_map in zip(paths, maps, strict=True):
+        rgb = load_uncropped(path)
+        item = find_upright(rgb)
+        drawn.append(item.map_to_photo(crop_map, (rgb.shape[1], rgb.shape[0])) if item else crop_map)
+    return np.stack(drawn)
+
+
+def _upright_fit_views(photos: list[Path], load_uncropped: Loader) -> list[np.ndarray]:
+    """Every good photo's upright views (placement.upright_views), decoded once: whether a
+    photo gives one view or two is known only after finding its item."""
+    return [view for path in photos for view in upright_views(load_uncropped(path))]
 
 
 def defect_members(kinds: np.ndarray) -> dict[str, np.ndarray]:
@@ -148,9 +157,12 @@ def run_protocol(data: MvtecCategory, input_size: int = 224, coreset_ratio: floa
     extract = torch_patch_extractor(input_size, strides)
     load = photo_loader(input_size, placement, seed, crop)
     started = time.perf_counter()
-    fit_features = extract_all(extract, rotations(load, rotation_copies),
-                               [(p, k) for p in fit_photos for k in range(rotation_copies)],
-                               desc="train/good")
+    fit_features = (extract_all(extract, lambda view: view, _upright_fit_views(
+                        fit_photos, photo_loader(input_size, placement, seed)), desc="train/good")
+                    if crop == "upright" else
+                    extract_all(extract, rotations(load, rotation_copies),
+                                [(p, k) for p in fit_photos for k in range(rotation_copies)],
+                                desc="train/good"))
     detector = PatchCore.fit(fit_features, coreset_ratio, seed=seed, max_bank=max_bank or None,
                              neighbours=neighbours)
     fit_seconds = time.perf_counter() - started
@@ -164,10 +176,18 @@ def run_protocol(data: MvtecCategory, input_size: int = 224, coreset_ratio: floa
     normalised = test_scores / calibration.normaliser
     flagged = normalised >= calibration.threshold
     labels = (kinds != GOOD).astype(int)
+    pixels = pixel_figures([])
+    if data.masks and crop in ("none", "upright"):  # a square crop's map has no way back
+        if crop == "upright":
+            test_maps = maps_on_photos(test_paths, test_maps,
+                                       photo_loader(input_size, placement, seed))
+        pixels = pixel_figures(masked_pairs(test_paths, test_maps, data.masks,
+                                            mask_loader(placement, seed)))
     return {
         "image_auroc": float(roc_auc_score(labels, test_scores)),
-        "pixel_auroc": (pixel_auroc(data, test_paths, test_maps, mask_loader(placement, seed))
-                        if data.masks and crop == "none" else None),
+        "pixel_auroc": pixels.auroc,
+        "pro": pixels.pro,
+        "pro_regions": pixels.regions,
         "detection_rate": {name: float(flagged[members].mean())
                            for name, members in defect_members(kinds).items()},
         "good_false_positive_rate": float(flagged[kinds == GOOD].mean()),
@@ -199,9 +219,10 @@ def main(args: argparse.Namespace) -> int:
                           args.neighbours, args.placement, args.rotations, args.crop)
     result["category"] = args.category
     config = result["config"]
-    pixel = result["pixel_auroc"]
+    pixel, pro = result["pixel_auroc"], result["pro"]
     print(f"{args.category} ({args.placement}): image AUROC {result['image_auroc']:.4f}"
           + (f", pixel AUROC {pixel:.4f}" if pixel is not None else "")
+          + (f", PRO {pro:.4f} ({result['pro_regions']} regions)" if pro is not None else "")
           + f"  (threshold {result['threshold']:.3f})")
     print(f"  cost: fit {result['fit_seconds']:.1f} s on {config['fit_photos']} photos"
           f" x {config['rotations']} rotation(s), bank {config['bank_size']} patches"

@@ -19,16 +19,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from inspection.anomaly import MISMATCH_KEY, REFERENCES_FILE
+from inspection.anomaly import CROPS, MISMATCH_KEY, REFERENCES_FILE
 from inspection.bundle import seal_bundle
 from inspection.card import ModelCard
 from inspection.engine import Engine
 from inspection.errors import InputError
 from inspection.images import load_photo
+from inspection.locate import upright_item
 from inspection.manifest import Manifest, Sample, file_sha256, read_manifest
 from training.anomaly.export import parity, save_detector
 from training.anomaly.features import PATCH_STRIDES
 from training.anomaly.patchcore import MAX_BANK, NEIGHBOURS, PatchCore
+from training.anomaly.placement import upright_views
 from training.anomaly.references import (
     fit_mismatch_threshold,
     nearest_similarity,
@@ -52,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--neighbours", type=int, default=NEIGHBOURS,
                         help="support rows of the density-weighted image score (1: plain max)")
     parser.add_argument("--target-fpr", type=float, default=DEFAULT_TARGET_FPR)
+    parser.add_argument("--crop", choices=CROPS, default="none",
+                        help="upright: fit (and serve) on each photo's item cut out upright "
+                             "(items lying anywhere on a tray); costs the model a second run")
     parser.add_argument("--threads", type=int, default=2,
                         help="CPU threads for ONNX Runtime and torch (1 on a busy machine)")
     parser.add_argument("--no-references", action="store_true", help="skip item mismatch")
@@ -70,19 +75,25 @@ def is_good(sample: Sample) -> bool:
 
 
 def run_outputs(engine: Engine, manifest: Manifest, samples: Sequence[Sample], output: str,
-                desc: str) -> np.ndarray:
+                desc: str, crop: str = "none", bank: bool = False) -> np.ndarray:
+    """`output` of the bundle's model for each sample's photo; with crop "upright", of its item
+    cut out upright as the service does (inspection.anomaly) — for the `bank`, both half turns
+    of it (placement.upright_views)."""
     chunks: list[np.ndarray] = []
     for start in tqdm(range(0, len(samples), 8), desc=desc, mininterval=1.0):
         # decoded as the service decodes an upload: large JPEGs at reduced DCT scale
         photos = [load_photo(manifest.image_path(s), min_side=engine.input_size)
                   for s in samples[start:start + 8]]
-        chunks.extend(next(engine.iter_raw(photos, batch_size=8, outputs=[output]))[output])
+        if crop == "upright":
+            photos = ([view for photo in photos for view in upright_views(photo)] if bank
+                      else [upright_item(photo) for photo in photos])
+        chunks.extend(next(engine.iter_raw(photos, batch_size=len(photos), outputs=[output]))[output])
     return np.stack(chunks) if chunks else np.zeros((0, 0), np.float32)
 
 
 def fit_category(engine: Engine, manifest: Manifest, category: str, coreset_ratio: float,
                  target_fpr: float, max_bank: int = MAX_BANK,
-                 neighbours: int = NEIGHBOURS) -> dict:
+                 neighbours: int = NEIGHBOURS, crop: str = "none") -> dict:
     """Fit, export and calibrate one category's detector; return its card entry."""
     rows = [s for s in manifest.samples if s.category == category]
     train = [s for s in rows if s.split == "train" and is_good(s)]
@@ -94,24 +105,27 @@ def fit_category(engine: Engine, manifest: Manifest, category: str, coreset_rati
     if len(train) < MIN_PHOTOS:
         raise InputError(f"category {category!r} has {len(train)} good train photos; "
                          f"need {MIN_PHOTOS}", where=manifest.path)
-    features = run_outputs(engine, manifest, train, "patch_features", f"{category} train")
+    features = run_outputs(engine, manifest, train, "patch_features", f"{category} train", crop,
+                           bank=True)
     detector = PatchCore.fit(features, coreset_ratio, max_bank=max_bank or None,
                              neighbours=neighbours)
     path = engine.bundle_dir / "anomaly" / f"{category}.onnx"
     save_detector(detector.bank, path, {"category": category,
                                         "returns_inspection.model_id": engine.card.model_id},
                   detector.support)
-    held_features = run_outputs(engine, manifest, held, "patch_features", f"{category} held")
+    held_features = run_outputs(engine, manifest, held, "patch_features", f"{category} held", crop)
     error = parity(path, detector, held_features)
     if error > 1e-3:
         raise RuntimeError(f"{path}: ONNX/torch parity {error:.2e} exceeds 1e-3")
     defect_scores = (detector.score(run_outputs(engine, manifest, defects, "patch_features",
-                                                f"{category} defects"))[0] if defects else None)
+                                                f"{category} defects", crop))[0]
+                     if defects else None)
     calibration = fit_calibration(detector.score(held_features)[0], defect_scores, target_fpr)
     return {"file": f"anomaly/{category}.onnx", "sha256": file_sha256(path),
             "threshold": calibration.threshold, "normaliser": calibration.normaliser,
             "bank_size": int(len(detector.bank)), "layers": list(PATCH_STRIDES),
             "coreset_ratio": coreset_ratio, "max_bank": max_bank, "neighbours": neighbours,
+            "crop": crop,
             "parity_max_rel_error": error,
             "fitted_on": {**calibration.fitted_on, "train": len(train),
                           "manifest_sha256": manifest.sha256()}}
@@ -153,7 +167,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"[{number}/{len(categories)}] {category}: fitting", flush=True)
         started = time.perf_counter()
         card.anomaly[category] = fit_category(engine, manifest, category, args.coreset_ratio,
-                                              args.target_fpr, args.max_bank, args.neighbours)
+                                              args.target_fpr, args.max_bank, args.neighbours,
+                                              args.crop)
         entry = card.anomaly[category]
         print(f"[{number}/{len(categories)}] {category}: bank {entry['bank_size']} patches, "
               f"threshold {entry['threshold']:.3f}, fitted in {time.perf_counter() - started:.0f} s",

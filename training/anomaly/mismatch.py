@@ -42,15 +42,20 @@ def impostor_photos(folders: list[Path], limit: int, seed: int = 0) -> list[Path
     return sorted(found[:limit])
 
 
-def model_outputs(engine: Engine, paths: list[Path]) -> dict[str, np.ndarray]:
-    """Embeddings and patch features of photos, through the served ONNX model."""
+def model_outputs(engine: Engine, detectors: AnomalyDetectors, paths: list[Path]
+                  ) -> dict[str, np.ndarray]:
+    """Embeddings and anomaly verdicts (per category with a detector) of photos, as served."""
     names = ["embedding", "patch_features"]
-    chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    chunks: dict[str, list[np.ndarray]] = {"embedding": []}
     for start in range(0, len(paths), 16):
         photos = [load_photo(p, min_side=engine.input_size) for p in paths[start:start + 16]]
         raw = next(engine.iter_raw(photos, 16, outputs=names))
-        for name in names:
-            chunks[name].append(raw[name])
+        chunks["embedding"].append(raw["embedding"])
+        for category in detectors.categories:  # as served: upright items where fitted so
+            result = detectors.score_photos(category, photos, raw["patch_features"],
+                                            engine.patch_features)
+            assert result is not None
+            chunks.setdefault(f"anomalous:{category}", []).append(result.is_anomalous)
     return {name: np.concatenate(parts) for name, parts in chunks.items()}
 
 
@@ -58,8 +63,8 @@ def flag_rates(category: str, outputs: dict[str, np.ndarray], references: Refere
                detectors: AnomalyDetectors) -> dict[str, float]:
     """How often each check that holds a refund fires: item_mismatch, anomaly, either."""
     mismatch = np.array([references.is_mismatch(category, e) for e in outputs["embedding"]])
-    result = detectors.score(category, outputs["patch_features"])
-    anomalous = np.asarray(result.is_anomalous) if result is not None else np.zeros_like(mismatch)
+    anomalous = outputs.get(f"anomalous:{category}")
+    anomalous = np.asarray(anomalous, bool) if anomalous is not None else np.zeros_like(mismatch)
     return {"mismatch": float(mismatch.mean()), "anomaly": float(anomalous.mean()),
             "held": float((mismatch | anomalous).mean())}
 
@@ -73,14 +78,15 @@ def measure(bundle: Path, manifest_path: Path, impostor_folders: list[Path],
     detectors = AnomalyDetectors.load(bundle, engine.card)
     manifest = read_manifest(manifest_path)
     impostor_paths = impostor_photos(impostor_folders, limit)
-    impostors = model_outputs(engine, impostor_paths)
+    impostors = model_outputs(engine, detectors, impostor_paths)
     result: dict[str, Any] = {"impostors": len(impostor_paths), "folders": [str(f) for f in impostor_folders],
               "categories": {}}
     for category in categories or sorted(references.references):
         rows = [s for s in manifest.samples if s.category == category]
         genuine_rows = [s for s in rows if s.split == "test"] or [s for s in rows
                                                                    if s.split == "val"]
-        genuine = flag_rates(category, model_outputs(engine, [manifest.image_path(s) for s in genuine_rows]),
+        genuine = flag_rates(category, model_outputs(engine, detectors,
+                                                   [manifest.image_path(s) for s in genuine_rows]),
                              references, detectors)
         impostor = flag_rates(category, impostors, references, detectors)
         result["categories"][category] = {
