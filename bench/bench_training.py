@@ -58,7 +58,7 @@ def setup(args: argparse.Namespace) -> dict[str, Any]:
     rows = (manifest.split("train") or manifest.samples)[:args.batch_size * 4]
     categories = taxonomy.categories
     spec = PreprocessSpec(input_size=args.input_size)
-    dataset = InspectionDataset(manifest, rows, taxonomy, categories, spec, get_preset("default"))
+    dataset = InspectionDataset(manifest, rows, taxonomy, categories, spec, get_preset("medium"))
     model = build_model(taxonomy, pretrained=True, categories=categories)
     model.freeze_backbone("all")  # all blocks trainable: the costliest step
     config = TrainConfig(manifest=str(args.manifest), batch_size=args.batch_size,

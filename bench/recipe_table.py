@@ -12,7 +12,7 @@ Each dataset keeps its protocol's input size and epochs (bottle 224 px / 10, mag
 8, half an epoch of warm-up, as in "Real photos, supervised"). A test split of 5–20 photos per
 defect class makes one seed noise (one photo moves macro-F1 by several points), hence the seeds.
 
-    python bench/recipe_table.py [--datasets ...] [--variants default none ...] [--seeds 3] [--threads 2]
+    python bench/recipe_table.py [--datasets ...] [--variants default mirror ...] [--seeds 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ PROTOCOL = {"mvtec_bottle": ["--input-size", "224", "--epochs", "10", "--warmup-
             "magnetic_tile": ["--input-size", "160", "--epochs", "8", "--warmup-epochs", "0.5"]}
 VARIANTS = {  # name -> train flags on top of the defaults (training/config.py, training/presets.py)
     "default": [],
-    "none": ["--augment", "none"],
+    "mirror": ["--augment", "mirror"],
+    "medium": ["--augment", "medium"],
     "light": ["--augment", "light"],
     "strong": ["--augment", "strong"],
     "lr 3e-3": ["--lr", "0.003"],
@@ -86,7 +87,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(PROTOCOL), choices=list(PROTOCOL))
-    parser.add_argument("--variants", nargs="+", default=["default", "none"], choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=["default", "mirror"], choices=list(VARIANTS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
     args = parser.parse_args()

@@ -29,8 +29,8 @@ def test_mean_std_is_over_the_seeds() -> None:
 def test_table_has_one_row_per_variant(capsys: pytest.CaptureFixture[str]) -> None:
     results = [{"dataset": "magnetic_tile", "variant": variant, "seed": seed, "macro_f1": f1,
                 "accuracy": 0.9, "train_seconds": 100}
-               for variant, f1 in (("default", 0.9), ("none", 0.8)) for seed in range(2)]
+               for variant, f1 in (("default", 0.9), ("mirror", 0.8)) for seed in range(2)]
     print_table(results)
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
-    assert [row.split(" | ")[0] for row in rows[1:]] == ["| default", "| none"]
+    assert [row.split(" | ")[0] for row in rows[1:]] == ["| default", "| mirror"]
     assert "0.900 ± 0.000" in rows[1] and "0.900 0.900" in rows[1]
