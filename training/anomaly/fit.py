@@ -32,7 +32,7 @@ from inspection.locate import upright_item
 from inspection.manifest import Manifest, Sample, file_sha256, read_manifest
 from training.anomaly.export import parity, save_detector
 from training.anomaly.features import PATCH_STRIDES
-from training.anomaly.patchcore import MAX_BANK, NEIGHBOURS, PatchCore
+from training.anomaly.patchcore import NEIGHBOURS, PatchCore, default_max_bank
 from training.anomaly.placement import upright_views
 from training.anomaly.references import (
     fit_mismatch_threshold,
@@ -52,8 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--categories", nargs="*", help="default: every category in the manifest")
     parser.add_argument("--coreset-ratio", type=float, default=0.01,
                         help="share of patches kept; 0.01 keeps the detector within 1.5x latency")
-    parser.add_argument("--max-bank", type=int, default=MAX_BANK,
-                        help="bank rows at most (0: no cap); bounds latency and memory")
+    parser.add_argument("--max-bank", type=int, default=None,
+                        help="bank rows at most (0: no cap; default 1536 per view of a photo: "
+                             "3072 with --crop upright); bounds latency and memory")
     parser.add_argument("--neighbours", type=int, default=NEIGHBOURS,
                         help="support rows of the density-weighted image score (1: plain max)")
     parser.add_argument("--target-fpr", type=float, default=DEFAULT_TARGET_FPR)
@@ -120,6 +121,7 @@ class Fitted:
     """One detector fitted on a category's good train photos, and its val scores."""
 
     crop: str
+    max_bank: int  # rows at most (0: no cap)
     detector: PatchCore
     held_features: np.ndarray
     held_scores: np.ndarray
@@ -134,8 +136,9 @@ class Fitted:
 
 
 def fit_detector(engine: Engine, manifest: Manifest, category: str, samples: SplitSamples,
-                 crop: str, coreset_ratio: float, max_bank: int, neighbours: int) -> Fitted:
+                 crop: str, coreset_ratio: float, max_bank: int | None, neighbours: int) -> Fitted:
     train, held, defects = samples
+    max_bank = default_max_bank(crop) if max_bank is None else max_bank
     features = run_outputs(engine, manifest, train, "patch_features", f"{category} train", crop,
                            bank=True)
     detector = PatchCore.fit(features, coreset_ratio, max_bank=max_bank or None,
@@ -144,7 +147,8 @@ def fit_detector(engine: Engine, manifest: Manifest, category: str, samples: Spl
     defect_scores = (detector.score(run_outputs(engine, manifest, defects, "patch_features",
                                                 f"{category} defects", crop))[0]
                      if defects else None)
-    return Fitted(crop, detector, held_features, detector.score(held_features)[0], defect_scores)
+    return Fitted(crop, max_bank, detector, held_features, detector.score(held_features)[0],
+                  defect_scores)
 
 
 def choose_crop(candidates: list[Fitted]) -> tuple[Fitted, dict[str, float | None]]:
@@ -158,7 +162,7 @@ def choose_crop(candidates: list[Fitted]) -> tuple[Fitted, dict[str, float | Non
 
 
 def fit_category(engine: Engine, manifest: Manifest, category: str, coreset_ratio: float,
-                 target_fpr: float, max_bank: int = MAX_BANK,
+                 target_fpr: float, max_bank: int | None = None,
                  neighbours: int = NEIGHBOURS, crop: str = "none") -> dict:
     """Fit, export and calibrate one category's detector; return its card entry. With crop
     "auto", a detector on whole photos and one on upright items are both fitted and the val
@@ -179,7 +183,7 @@ def fit_category(engine: Engine, manifest: Manifest, category: str, coreset_rati
     return {"file": f"anomaly/{category}.onnx", "sha256": file_sha256(path),
             "threshold": calibration.threshold, "normaliser": calibration.normaliser,
             "bank_size": int(len(fitted.detector.bank)), "layers": list(PATCH_STRIDES),
-            "coreset_ratio": coreset_ratio, "max_bank": max_bank, "neighbours": neighbours,
+            "coreset_ratio": coreset_ratio, "max_bank": fitted.max_bank, "neighbours": neighbours,
             "crop": fitted.crop, **({"crop_val_auroc": aurocs} if crop == "auto" else {}),
             "parity_max_rel_error": error,
             "fitted_on": {**calibration.fitted_on, "train": len(samples.train),
