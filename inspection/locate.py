@@ -98,6 +98,7 @@ OUTLINE_SIDE = 256  # the outline is found on a copy this size: a straight edge 
 OUTLINE_CONTRAST = 8.0  # grey levels, after a blur: a plain tray differs from itself by less
 MAX_OUTLINE_COVER = 0.9  # an outline this large is the photo itself: nothing lies on a tray
 FINE = 4  # map_to_photo samples the crop's map this many times finer per photo cell and axis
+MIN_UPRIGHT_SIDE = 0.05  # of the photo's longer side: a thinner item (a cable) is not cut out
 MAX_EDGE_SHARE = 0.2  # of the photo's edge pixels unlike the tray: then it is a texture, no tray
 
 
@@ -169,6 +170,8 @@ def find_upright(rgb: np.ndarray) -> UprightItem | None:
     (centre_x, centre_y), (rect_width, rect_height), angle = cv2.minAreaRect(points)
     if rect_width < rect_height:
         rect_width, rect_height, angle = rect_height, rect_width, angle + 90.0
+    if rect_height < MIN_UPRIGHT_SIDE * max(rgb.shape[:2]):
+        return None  # stretched to the model's square input, a sliver would be all distortion
     to_crop = cv2.getRotationMatrix2D((centre_x, centre_y), angle, 1.0)
     to_crop[:, 2] += np.array([rect_width / 2 - centre_x, rect_height / 2 - centre_y])
     size = (max(1, round(rect_width)), max(1, round(rect_height)))

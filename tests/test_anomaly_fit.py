@@ -171,3 +171,29 @@ def test_fit_on_upright_items_records_it_in_the_card(tmp_path: Path) -> None:
     card = verify_bundle(bundle)
     assert card.anomaly["phone"]["crop"] == "upright"
     assert AnomalyDetectors.load(bundle, card).crop_of("phone") == "upright"
+
+
+def test_crop_auto_keeps_what_separates_the_val_defects_best() -> None:
+    from training.anomaly.fit import Fitted, choose_crop
+
+    def fitted(crop: str, held: list[float], defects: list[float] | None) -> Fitted:
+        return Fitted(crop, 0, None, np.zeros(0), np.array(held),  # type: ignore[arg-type]
+                      None if defects is None else np.array(defects))
+
+    whole, upright = fitted("none", [1, 2, 3], [2.5, 1.5]), fitted("upright", [1, 2, 3], [4, 5])
+    best, aurocs = choose_crop([whole, upright])
+    assert best is upright and aurocs == {"none": 0.5, "upright": 1.0}
+    best, _ = choose_crop([fitted("none", [1, 2], [3]), fitted("upright", [1, 2], [4])])
+    assert best.crop == "none"  # a tie: whole photos, the cheaper to serve
+    best, aurocs = choose_crop([fitted("none", [1, 2], None), fitted("upright", [1, 2], None)])
+    assert best.crop == "none" and aurocs == {"none": None, "upright": None}
+
+
+def test_fit_crop_auto_records_its_choice(tmp_path: Path) -> None:
+    bundle = build_bundle(tmp_path / "bundle", size=32)
+    manifest = _manifest(tmp_path)
+    assert cli_main(["anomaly", "fit", "--bundle", str(bundle), "--manifest", str(manifest),
+                     "--categories", "phone", "--crop", "auto", "--no-references",
+                     "--coreset-ratio", "0.5"]) == 0
+    entry = verify_bundle(bundle).anomaly["phone"]
+    assert entry["crop"] in ("none", "upright") and set(entry["crop_val_auroc"]) == {"none", "upright"}

@@ -97,3 +97,9 @@ def test_no_upright_crop_without_a_tray() -> None:
     texture = rng.integers(0, 255, (100, 160, 3), dtype=np.uint8)  # a surface filling the photo
     assert find_upright(texture) is None and upright_item(texture) is texture
     assert find_upright(_tray()) is None  # an empty tray
+
+
+def test_a_sliver_is_not_cut_out() -> None:
+    photo = _tray()
+    photo[100:102, 20:180] = (30, 40, 120)  # a cable: 160 x 2 px
+    assert find_upright(photo) is None

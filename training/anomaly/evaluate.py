@@ -30,7 +30,7 @@ from inspection.images import load_photo
 from inspection.locate import crop_to_item, find_upright, upright_item
 from training.anomaly.extractor import DEFAULT_STRIDES, extract_all, torch_patch_extractor
 from training.anomaly.mvtec import GOOD, MvtecCategory, holdout_split
-from training.anomaly.patchcore import MAX_BANK, NEIGHBOURS, PatchCore
+from training.anomaly.patchcore import NEIGHBOURS, PatchCore, default_max_bank
 from training.anomaly.pixel_metrics import masked_pairs, pixel_figures
 from training.anomaly.placement import (
     place,
@@ -58,8 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--coreset-ratio", type=float, default=0.01, help="share of patches kept")
-    parser.add_argument("--max-bank", type=int, default=MAX_BANK,
-                        help="bank rows at most (0: no cap); bounds latency and memory")
+    parser.add_argument("--max-bank", type=int, default=None,
+                        help="bank rows at most (0: no cap; default 1536 per view of a photo: "
+                             "3072 with --crop upright); bounds latency and memory")
     parser.add_argument("--neighbours", type=int, default=NEIGHBOURS,
                         help="support rows of the density-weighted image score (1: plain max)")
     parser.add_argument("--layers", default=",".join(map(str, DEFAULT_STRIDES)),
@@ -143,7 +144,7 @@ def tpr_at_fpr(scores: np.ndarray, kinds: np.ndarray, fpr: float) -> dict[str, f
 def run_protocol(data: MvtecCategory, input_size: int = 224, coreset_ratio: float = 0.01,
                  strides: tuple[int, ...] = DEFAULT_STRIDES, holdout: float = 0.2,
                  target_fpr: float = DEFAULT_TARGET_FPR, seed: int = 0,
-                 max_bank: int | None = MAX_BANK, neighbours: int = NEIGHBOURS,
+                 max_bank: int | None = None, neighbours: int = NEIGHBOURS,
                  placement: str = "aligned", rotation_copies: int = 1,
                  crop: str = "none") -> dict[str, Any]:
     """Fit, calibrate and score one category; return the figures as a JSON-able dict."""
@@ -153,6 +154,7 @@ def run_protocol(data: MvtecCategory, input_size: int = 224, coreset_ratio: floa
         raise InputError(f"must be a multiple of 32, got {input_size}", "--input-size")
     if not 1 <= rotation_copies <= 36 or neighbours < 1:
         raise InputError("--rotations must be 1..36 and --neighbours at least 1", "--rotations")
+    max_bank = default_max_bank(crop) if max_bank is None else max_bank
     fit_photos, held_photos = holdout_split(data.train_good, holdout, seed)
     extract = torch_patch_extractor(input_size, strides)
     load = photo_loader(input_size, placement, seed, crop)

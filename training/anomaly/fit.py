@@ -13,10 +13,13 @@ import argparse
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
 from inspection.anomaly import CROPS, MISMATCH_KEY, REFERENCES_FILE
@@ -29,7 +32,7 @@ from inspection.locate import upright_item
 from inspection.manifest import Manifest, Sample, file_sha256, read_manifest
 from training.anomaly.export import parity, save_detector
 from training.anomaly.features import PATCH_STRIDES
-from training.anomaly.patchcore import MAX_BANK, NEIGHBOURS, PatchCore
+from training.anomaly.patchcore import NEIGHBOURS, PatchCore, default_max_bank
 from training.anomaly.placement import upright_views
 from training.anomaly.references import (
     fit_mismatch_threshold,
@@ -49,14 +52,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--categories", nargs="*", help="default: every category in the manifest")
     parser.add_argument("--coreset-ratio", type=float, default=0.01,
                         help="share of patches kept; 0.01 keeps the detector within 1.5x latency")
-    parser.add_argument("--max-bank", type=int, default=MAX_BANK,
-                        help="bank rows at most (0: no cap); bounds latency and memory")
+    parser.add_argument("--max-bank", type=int, default=None,
+                        help="bank rows at most (0: no cap; default 1536 per view of a photo: "
+                             "3072 with --crop upright); bounds latency and memory")
     parser.add_argument("--neighbours", type=int, default=NEIGHBOURS,
                         help="support rows of the density-weighted image score (1: plain max)")
     parser.add_argument("--target-fpr", type=float, default=DEFAULT_TARGET_FPR)
-    parser.add_argument("--crop", choices=CROPS, default="none",
+    parser.add_argument("--crop", choices=(*CROPS, "auto"), default="none",
                         help="upright: fit (and serve) on each photo's item cut out upright "
-                             "(items lying anywhere on a tray); costs the model a second run")
+                             "(items lying anywhere on a tray; costs the model a second run); "
+                             "auto: fit both, keep what separates the val split's defects best")
     parser.add_argument("--threads", type=int, default=2,
                         help="CPU threads for ONNX Runtime and torch (1 on a busy machine)")
     parser.add_argument("--no-references", action="store_true", help="skip item mismatch")
@@ -91,10 +96,13 @@ def run_outputs(engine: Engine, manifest: Manifest, samples: Sequence[Sample], o
     return np.stack(chunks) if chunks else np.zeros((0, 0), np.float32)
 
 
-def fit_category(engine: Engine, manifest: Manifest, category: str, coreset_ratio: float,
-                 target_fpr: float, max_bank: int = MAX_BANK,
-                 neighbours: int = NEIGHBOURS, crop: str = "none") -> dict:
-    """Fit, export and calibrate one category's detector; return its card entry."""
+class SplitSamples(NamedTuple):
+    train: list[Sample]  # good train photos: the bank
+    held: list[Sample]  # good val photos (or a fifth of train): normaliser and threshold
+    defects: list[Sample]  # damaged val photos: the threshold's margin, `--crop auto`
+
+
+def split_samples(manifest: Manifest, category: str) -> SplitSamples:
     rows = [s for s in manifest.samples if s.category == category]
     train = [s for s in rows if s.split == "train" and is_good(s)]
     held = [s for s in rows if s.split == "val" and is_good(s)]
@@ -105,29 +113,80 @@ def fit_category(engine: Engine, manifest: Manifest, category: str, coreset_rati
     if len(train) < MIN_PHOTOS:
         raise InputError(f"category {category!r} has {len(train)} good train photos; "
                          f"need {MIN_PHOTOS}", where=manifest.path)
+    return SplitSamples(train, held, defects)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """One detector fitted on a category's good train photos, and its val scores."""
+
+    crop: str
+    max_bank: int  # rows at most (0: no cap)
+    detector: PatchCore
+    held_features: np.ndarray
+    held_scores: np.ndarray
+    defect_scores: np.ndarray | None
+
+    def val_auroc(self) -> float | None:
+        """How well the val split's goods and defects separate; None without val defects."""
+        if self.defect_scores is None or not len(self.defect_scores):
+            return None
+        labels = np.r_[np.zeros(len(self.held_scores)), np.ones(len(self.defect_scores))]
+        return float(roc_auc_score(labels, np.r_[self.held_scores, self.defect_scores]))
+
+
+def fit_detector(engine: Engine, manifest: Manifest, category: str, samples: SplitSamples,
+                 crop: str, coreset_ratio: float, max_bank: int | None, neighbours: int) -> Fitted:
+    train, held, defects = samples
+    max_bank = default_max_bank(crop) if max_bank is None else max_bank
     features = run_outputs(engine, manifest, train, "patch_features", f"{category} train", crop,
                            bank=True)
     detector = PatchCore.fit(features, coreset_ratio, max_bank=max_bank or None,
                              neighbours=neighbours)
-    path = engine.bundle_dir / "anomaly" / f"{category}.onnx"
-    save_detector(detector.bank, path, {"category": category,
-                                        "returns_inspection.model_id": engine.card.model_id},
-                  detector.support)
     held_features = run_outputs(engine, manifest, held, "patch_features", f"{category} held", crop)
-    error = parity(path, detector, held_features)
-    if error > 1e-3:
-        raise RuntimeError(f"{path}: ONNX/torch parity {error:.2e} exceeds 1e-3")
     defect_scores = (detector.score(run_outputs(engine, manifest, defects, "patch_features",
                                                 f"{category} defects", crop))[0]
                      if defects else None)
-    calibration = fit_calibration(detector.score(held_features)[0], defect_scores, target_fpr)
+    return Fitted(crop, max_bank, detector, held_features, detector.score(held_features)[0],
+                  defect_scores)
+
+
+def choose_crop(candidates: list[Fitted]) -> tuple[Fitted, dict[str, float | None]]:
+    """`--crop auto`: the candidate whose val goods and defects separate best; whole photos
+    (the first, and the cheaper to serve) on a tie or without val defects."""
+    aurocs = {fitted.crop: fitted.val_auroc() for fitted in candidates}
+    best = max(candidates, key=lambda fitted: aurocs[fitted.crop] or 0.0)
+    if aurocs[best.crop] is None or aurocs[best.crop] == aurocs[candidates[0].crop]:
+        best = candidates[0]
+    return best, aurocs
+
+
+def fit_category(engine: Engine, manifest: Manifest, category: str, coreset_ratio: float,
+                 target_fpr: float, max_bank: int | None = None,
+                 neighbours: int = NEIGHBOURS, crop: str = "none") -> dict:
+    """Fit, export and calibrate one category's detector; return its card entry. With crop
+    "auto", a detector on whole photos and one on upright items are both fitted and the val
+    split's defects choose (the choice and both val AUROCs go into the entry)."""
+    samples = split_samples(manifest, category)
+    candidates = [fit_detector(engine, manifest, category, samples, option, coreset_ratio,
+                               max_bank, neighbours)
+                  for option in (CROPS if crop == "auto" else (crop,))]
+    fitted, aurocs = choose_crop(candidates)
+    path = engine.bundle_dir / "anomaly" / f"{category}.onnx"
+    save_detector(fitted.detector.bank, path, {"category": category,
+                                               "returns_inspection.model_id": engine.card.model_id},
+                  fitted.detector.support)
+    error = parity(path, fitted.detector, fitted.held_features)
+    if error > 1e-3:
+        raise RuntimeError(f"{path}: ONNX/torch parity {error:.2e} exceeds 1e-3")
+    calibration = fit_calibration(fitted.held_scores, fitted.defect_scores, target_fpr)
     return {"file": f"anomaly/{category}.onnx", "sha256": file_sha256(path),
             "threshold": calibration.threshold, "normaliser": calibration.normaliser,
-            "bank_size": int(len(detector.bank)), "layers": list(PATCH_STRIDES),
-            "coreset_ratio": coreset_ratio, "max_bank": max_bank, "neighbours": neighbours,
-            "crop": crop,
+            "bank_size": int(len(fitted.detector.bank)), "layers": list(PATCH_STRIDES),
+            "coreset_ratio": coreset_ratio, "max_bank": fitted.max_bank, "neighbours": neighbours,
+            "crop": fitted.crop, **({"crop_val_auroc": aurocs} if crop == "auto" else {}),
             "parity_max_rel_error": error,
-            "fitted_on": {**calibration.fitted_on, "train": len(train),
+            "fitted_on": {**calibration.fitted_on, "train": len(samples.train),
                           "manifest_sha256": manifest.sha256()}}
 
 
@@ -170,9 +229,11 @@ def main(args: argparse.Namespace) -> int:
                                               args.target_fpr, args.max_bank, args.neighbours,
                                               args.crop)
         entry = card.anomaly[category]
+        chosen = (f", crop {entry['crop']} (val AUROC {entry['crop_val_auroc']})"
+                  if "crop_val_auroc" in entry else "")
         print(f"[{number}/{len(categories)}] {category}: bank {entry['bank_size']} patches, "
-              f"threshold {entry['threshold']:.3f}, fitted in {time.perf_counter() - started:.0f} s",
-              flush=True)
+              f"threshold {entry['threshold']:.3f}{chosen}, fitted in "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
     if not args.no_references:
         references, thresholds, report = fit_references(engine, manifest, categories)
         np.savez(args.bundle / REFERENCES_FILE, **references)
