@@ -19,6 +19,7 @@ import statistics
 import sys
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,9 +30,9 @@ from bench.learning_curves import Features, extract  # noqa: E402
 from bench.supervised_real import PREPARE, SHARED, WORK, run  # noqa: E402
 
 # The trainer's head settings (training/config.py defaults, the protocol's 8 epochs and warm-up).
-TRAINER = {"lr": 1e-3, "weight_decay": 0.05, "epochs": 8, "label_smoothing": 0.05, "dropout": 0.2,
+TRAINER: dict[str, Any] = {"lr": 1e-3, "weight_decay": 0.05, "epochs": 8, "label_smoothing": 0.05, "dropout": 0.2,
            "class_weights": True, "warmup_epochs": 0.5}
-CHANGES = {  # name -> settings changed from TRAINER
+CHANGES: dict[str, dict[str, Any]] = {  # name -> settings changed from TRAINER
     "the trainer's heads": {},
     "lr 1e-2": {"lr": 1e-2},
     "lr 3e-3": {"lr": 3e-3},
@@ -45,7 +46,7 @@ CHANGES = {  # name -> settings changed from TRAINER
 BATCH = 32
 
 
-def fit_head(features: Features, settings: dict, seed: int) -> float:
+def fit_head(features: Features, settings: dict[str, Any], seed: int) -> float:
     """Test macro-F1 of one linear head trained on the train rows' features."""
     import torch
     import torch.nn.functional as F
