@@ -30,8 +30,8 @@ from bench.learning_curves import Features, extract  # noqa: E402
 from bench.supervised_real import PREPARE, SHARED, WORK, run  # noqa: E402
 
 # The trainer's head settings (training/config.py defaults, the protocol's 8 epochs and warm-up).
-TRAINER: dict[str, Any] = {"lr": 1e-3, "weight_decay": 0.05, "epochs": 8, "label_smoothing": 0.05, "dropout": 0.2,
-           "class_weights": True, "warmup_epochs": 0.5}
+TRAINER: dict[str, Any] = {"lr": 1e-3, "weight_decay": 0.05, "epochs": 8, "label_smoothing": 0.05,
+                           "dropout": 0.2, "class_weights": True, "warmup_epochs": 0.5}
 CHANGES: dict[str, dict[str, Any]] = {  # name -> settings changed from TRAINER
     "the trainer's heads": {},
     "lr 1e-2": {"lr": 1e-2},
