@@ -34,3 +34,16 @@ def test_table_has_one_row_per_variant(capsys: pytest.CaptureFixture[str]) -> No
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     assert [row.split(" | ")[0] for row in rows[1:]] == ["| default", "| mirror"]
     assert "0.900 ± 0.000" in rows[1] and "0.900 0.900" in rows[1]
+
+
+def test_anomaly_map_extent_figures_grow_with_the_defect() -> None:
+    """bench/anomaly_plus_heads.py describes a map by its worst patch and how much of it is hot."""
+    import numpy as np
+
+    from bench.anomaly_plus_heads import map_figures
+    maps = np.ones((2, 10, 10), np.float32)
+    maps[0, :2, :2] = 3.0  # a small hot spot
+    maps[1, :6, :6] = 3.0  # a large one, as hot
+    small, large = map_figures(maps, normaliser=1.0)
+    assert small[0] == large[0] == 3.0  # the worst patch cannot tell them apart
+    assert small[4] == 0.04 and large[4] == 0.36  # the share above 2x the normaliser can

@@ -1,0 +1,131 @@
+"""Issue 10 item 3: few labelled defects, many good photos — does the good-only anomaly map help
+the supervised defect head tell defect kinds apart?
+
+For each fine-tuned bottle bundle of `bench/recipe_table.py` (runs/recipes/mvtec_bottle/<variant>
+-seed<N>/bundle), through the bundle's own ONNX model:
+
+1. the defect head's probabilities on every photo;
+2. a PatchCore bank fitted on the train split's good photos' patch features (no defect photo
+   seen), normalised on the val goods; per photo, what its anomaly map says about the defect's
+   extent: the worst patch, the mean of the ten worst, and the share of patches above 1, 1.5 and 2
+   times the normaliser;
+3. a logistic regression on those map figures alone, trained on the train + val defect photos
+   (7-11 per kind), giving each photo a defect-kind distribution that never saw the head's output.
+
+Decision at test time: the head's call when it says good; otherwise the defect kind maximising
+the product of the head's and the map's distributions (two estimators, neither trained on the
+other's output). Test macro-F1 of the head alone and of the combination, per seed.
+
+    python bench/anomaly_plus_heads.py [--variant none] [--seeds 0 1 2] [--runs R --manifest M]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.machine import describe  # noqa: E402
+from inspection.engine import Engine  # noqa: E402
+from inspection.images import load_photo  # noqa: E402
+from inspection.manifest import read_manifest  # noqa: E402
+
+RUNS = REPO / "runs" / "recipes" / "mvtec_bottle"
+MANIFEST = REPO / "datasets" / "work" / "mvtec_bottle" / "manifest.csv"
+GOOD = "good"
+
+
+def model_outputs(engine: Engine, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """The defect head's probabilities (N x K, the taxonomy's label order) and patch features
+    (N x C x h x w)."""
+    labels = engine.taxonomy.head("defect").labels
+    probabilities, features = [], []
+    for start in range(0, len(paths), 16):
+        photos = [load_photo(p, min_side=engine.input_size) for p in paths[start:start + 16]]
+        predictions = engine.predict(photos)
+        probabilities.extend([p.probabilities["defect"][label] for label in labels]
+                             for p in predictions)
+        features.extend(p.patch_features for p in predictions)
+    return np.stack(probabilities), np.stack(features)
+
+
+def map_figures(maps: np.ndarray, normaliser: float) -> np.ndarray:
+    """Per photo: worst patch, mean of the ten worst, share of patches above 1, 1.5, 2 x normaliser."""
+    flat = maps.reshape(len(maps), -1) / normaliser
+    worst10 = np.sort(flat, axis=1)[:, -10:].mean(axis=1)
+    return np.column_stack([flat.max(axis=1), worst10,
+                            *((flat > level).mean(axis=1) for level in (1.0, 1.5, 2.0))])
+
+
+def macro_f1(truth: list[str], predicted: list[str]) -> float:
+    from sklearn.metrics import f1_score
+    return float(f1_score(truth, predicted, average="macro"))
+
+
+def one_seed(bundle: Path, manifest_path: Path) -> tuple[float, float]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from training.anomaly.patchcore import PatchCore
+
+    engine = Engine.load(bundle, threads=1)
+    labels = engine.taxonomy.head("defect").labels
+    manifest = read_manifest(manifest_path)
+    rows = {split: [s for s in manifest.samples if s.split == split] for split in ("train", "val", "test")}
+    kinds = {split: [s.labels["defect"][0] for s in rows[split]] for split in rows}
+    outputs = {split: model_outputs(engine, [manifest.image_path(s) for s in rows[split]])
+               for split in rows}
+    good_train = outputs["train"][1][[k == GOOD for k in kinds["train"]]]
+    detector = PatchCore.fit(good_train, 0.01, progress=False)
+    val_good = outputs["val"][1][[k == GOOD for k in kinds["val"]]]
+    normaliser = float(np.quantile(detector.score(val_good)[0], 0.95))
+    figures = {split: map_figures(detector.score(outputs[split][1])[1], normaliser) for split in rows}
+    defect_rows = {split: [i for i, k in enumerate(kinds[split]) if k != GOOD] for split in rows}
+    train_x = np.concatenate([figures[s][defect_rows[s]] for s in ("train", "val")])
+    train_y = [kinds[s][i] for s in ("train", "val") for i in defect_rows[s]]
+    scaler = StandardScaler().fit(train_x)
+    extent = LogisticRegression(max_iter=2000, C=1.0).fit(scaler.transform(train_x), train_y)
+    head = outputs["test"][0]
+    alone = [labels[i] for i in head.argmax(axis=1)]
+    map_probabilities = extent.predict_proba(scaler.transform(figures["test"]))
+    combined = []
+    for index, call in enumerate(alone):
+        if call == GOOD:
+            combined.append(call)
+            continue
+        scores = {kind: head[index][labels.index(kind)] * map_probabilities[index][column]
+                  for column, kind in enumerate(extent.classes_)}
+        combined.append(max(scores, key=scores.__getitem__))
+    return macro_f1(kinds["test"], alone), macro_f1(kinds["test"], combined)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variant", default="none", help="runs/recipes/mvtec_bottle/<variant>-seed<N>")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--runs", type=Path, default=RUNS)
+    parser.add_argument("--manifest", type=Path, default=MANIFEST)
+    args = parser.parse_args()
+    print(f"machine: {describe()}")
+    bundles = [args.runs / f"{args.variant}-seed{seed}" / "bundle" for seed in args.seeds]
+    missing = [str(b) for b in bundles if not (b / "model.onnx").is_file()]
+    if missing or not args.manifest.is_file():
+        print(f"run bench/recipe_table.py first: missing {missing or args.manifest}", file=sys.stderr)
+        return 2
+    results = [one_seed(bundle, args.manifest) for bundle in bundles]
+    for seed, (alone, combined) in zip(args.seeds, results, strict=True):
+        print(f"seed {seed}: head alone {alone:.3f}, head x anomaly-map extent {combined:.3f}")
+    for name, column in (("head alone", 0), ("head x anomaly-map extent", 1)):
+        values = [r[column] for r in results]
+        print(f"{name}: {statistics.mean(values):.3f} ± {statistics.pstdev(values):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
