@@ -47,3 +47,26 @@ def test_anomaly_map_extent_figures_grow_with_the_defect() -> None:
     small, large = map_figures(maps, normaliser=1.0)
     assert small[0] == large[0] == 3.0  # the worst patch cannot tell them apart
     assert small[4] == 0.04 and large[4] == 0.36  # the share above 2x the normaliser can
+
+
+def test_a_curve_subset_keeps_n_train_photos_per_class_and_every_other_row(tmp_path, monkeypatch) -> None:
+    """bench/learning_curves_finetune.py: the subset manifest sits beside the full one."""
+    import csv
+
+    from bench import learning_curves_finetune as curves
+    folder = tmp_path / "mvtec_bottle"
+    folder.mkdir()
+    rows = [{"image": f"{split}{i}.png", "split": split, "defect": label}
+            for split, count in (("train", 12), ("val", 3), ("test", 4))
+            for i, label in enumerate(["good", "crack"] * (count // 2) + ["good"] * (count % 2))]
+    with (folder / "manifest.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["image", "split", "defect"])
+        writer.writeheader()
+        writer.writerows(rows)
+    monkeypatch.setattr(curves, "WORK", tmp_path)
+    subset = curves.subset_manifest("mvtec_bottle", 2, seed=0)
+    assert subset.parent == folder
+    kept = list(csv.DictReader(subset.open()))
+    train = [r["defect"] for r in kept if r["split"] == "train"]
+    assert sorted(train) == ["crack", "crack", "good", "good"]
+    assert sum(r["split"] != "train" for r in kept) == 7  # val and test untouched
