@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.learning_curves import Features, extract  # noqa: E402
-from bench.supervised_real import PREPARE, SHARED, WORK, run  # noqa: E402
+from bench.supervised_real import PREPARE, WORK, prepared  # noqa: E402
 
 # The trainer's head settings (training/config.py defaults, the protocol's 8 epochs and warm-up).
 TRAINER: dict[str, Any] = {"lr": 1e-3, "weight_decay": 0.05, "epochs": 8, "label_smoothing": 0.05,
@@ -96,12 +96,8 @@ def main() -> int:
     parser.add_argument("--input-size", type=int, default=160)
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
-    if not SHARED.is_dir():
-        print(f"{SHARED} is absent: nothing to benchmark")
+    if not prepared([args.dataset]):
         return 0
-    if not (WORK / args.dataset / "manifest.csv").is_file():
-        for argv in PREPARE[args.dataset]:
-            run(argv)
     import torch
 
     torch.set_num_threads(1)

@@ -25,8 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.machine import describe  # noqa: E402
-from bench.supervised_real import PREPARE, SHARED, WORK, run  # noqa: E402
+from bench.supervised_real import PREPARE, WORK, prepared  # noqa: E402
 
 HEAD = "defect"  # the one single-label head both datasets' recipes label
 SHOTS = (5, 10, 20, 0)  # labelled photos per class; 0 = all
@@ -144,14 +143,9 @@ def main() -> int:
     parser.add_argument("--pool", choices=["train+val", "train"], default="train+val",
                         help="splits the labelled photos are drawn from (train: as fine-tuning trains)")
     args = parser.parse_args()
-    if not SHARED.is_dir():
-        print(f"{SHARED} is absent: nothing to benchmark")
+    if not prepared(args.datasets):
         return 0
-    print(f"machine: {describe()}")
     for dataset in args.datasets:
-        if not (WORK / dataset / "manifest.csv").is_file():
-            for argv in PREPARE[dataset]:
-                run(argv)
         started = time.perf_counter()
         features = extract(WORK / dataset / "manifest.csv", args.backbone, args.input_size)
         print(f"{dataset}: {len(features.x)} photos' features in {time.perf_counter() - started:.0f} s "

@@ -27,9 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.learning_curves import HEAD, draw  # noqa: E402
-from bench.machine import describe  # noqa: E402
 from bench.recipe_table import PROTOCOL  # noqa: E402
-from bench.supervised_real import PREPARE, SHARED, WORK, run  # noqa: E402
+from bench.supervised_real import WORK, prepared, run  # noqa: E402
 
 OUT = REPO / "runs" / "curves"
 
@@ -75,14 +74,10 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
     args = parser.parse_args()
-    if not SHARED.is_dir():
-        print(f"{SHARED} is absent: nothing to benchmark")
+    if not prepared(args.datasets):
         return 0
-    print(f"machine: {describe()}")
     table: dict[str, dict[int, list[float]]] = {}
     for dataset in args.datasets:
-        for argv in PREPARE[dataset]:
-            run(argv)
         for shots in args.shots:
             for seed in range(args.seeds):
                 started = time.perf_counter()

@@ -27,8 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.machine import describe  # noqa: E402
-from bench.supervised_real import PREPARE, SHARED, WORK, run  # noqa: E402
+from bench.supervised_real import WORK, prepared, run  # noqa: E402
 
 # Each dataset's protocol, as bench/supervised_real.py trains it (its half-epoch warm-up too).
 PROTOCOL = {"mvtec_bottle": ["--input-size", "224", "--epochs", "10", "--warmup-epochs", "0.5"],
@@ -91,14 +90,10 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
     args = parser.parse_args()
-    if not SHARED.is_dir():
-        print(f"{SHARED} is absent: nothing to benchmark")
+    if not prepared(args.datasets):
         return 0
-    print(f"machine: {describe()}")
     results = []
     for dataset in args.datasets:
-        for argv in PREPARE[dataset]:
-            run(argv)
         for variant in args.variants:
             for seed in range(args.seeds):
                 results.append(score(dataset, variant, seed, args.threads))

@@ -57,6 +57,19 @@ VARIANTS = {
 SYNTHETIC = {"mvtec_bottle": "cutpaste=broken_small,texture=contamination@0.3"}
 
 
+def prepared(datasets: list[str]) -> bool:
+    """Print the machine and build the datasets' manifests (PREPARE); False, having said so,
+    when ../shared/datasets is absent."""
+    if not SHARED.is_dir():
+        print(f"{SHARED} is absent: nothing to benchmark")
+        return False
+    print(f"machine: {describe()}")
+    for dataset in datasets:
+        for argv in PREPARE[dataset]:
+            run(argv)
+    return True
+
+
 def run(argv: list[str]) -> None:
     code = cli(argv)
     if code != 0:
@@ -121,14 +134,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.synthetic_damage:
         SYNTHETIC.update(dict.fromkeys(SYNTHETIC, args.synthetic_damage))
-    if not SHARED.is_dir():
-        print(f"{SHARED} is absent: nothing to benchmark")
+    if not prepared(args.datasets):
         return 0
-    print(f"machine: {describe()}")
     results = []
     for dataset in args.datasets:
-        for argv in PREPARE[dataset]:
-            run(argv)
         results.extend(evaluate_variant(dataset, variant, flags, args) for variant, flags in VARIANTS.items()
                        if _chosen_variant(variant, args.variants) and (dataset in SYNTHETIC
                                                                        or "synthetic" not in variant))

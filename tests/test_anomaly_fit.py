@@ -162,15 +162,21 @@ def test_an_unknown_crop_in_the_card_refuses_the_bundle(fitted: Path) -> None:
         AnomalyDetectors.load(fitted, card)
 
 
-def test_fit_on_upright_items_records_it_in_the_card(tmp_path: Path) -> None:
+@pytest.mark.parametrize("crop", ["upright", "auto"])
+def test_fit_records_what_the_detector_was_fitted_on(crop: str, tmp_path: Path) -> None:
     bundle = build_bundle(tmp_path / "bundle", size=32)
     manifest = _manifest(tmp_path)
     assert cli_main(["anomaly", "fit", "--bundle", str(bundle), "--manifest", str(manifest),
-                     "--categories", "phone", "--crop", "upright", "--no-references",
+                     "--categories", "phone", "--crop", crop, "--no-references",
                      "--coreset-ratio", "0.5"]) == 0
     card = verify_bundle(bundle)
-    assert card.anomaly["phone"]["crop"] == "upright"
-    assert AnomalyDetectors.load(bundle, card).crop_of("phone") == "upright"
+    entry = card.anomaly["phone"]
+    assert AnomalyDetectors.load(bundle, card).crop_of("phone") == entry["crop"]
+    if crop == "upright":
+        assert entry["crop"] == "upright" and entry["max_bank"] == 3072  # 1,536 per half turn
+    else:  # both fitted, the val split's defect chose, both val AUROCs kept
+        assert entry["crop"] in ("none", "upright")
+        assert set(entry["crop_val_auroc"]) == {"none", "upright"}
 
 
 def test_crop_auto_keeps_what_separates_the_val_defects_best() -> None:
@@ -187,13 +193,3 @@ def test_crop_auto_keeps_what_separates_the_val_defects_best() -> None:
     assert best.crop == "none"  # a tie: whole photos, the cheaper to serve
     best, aurocs = choose_crop([fitted("none", [1, 2], None), fitted("upright", [1, 2], None)])
     assert best.crop == "none" and aurocs == {"none": None, "upright": None}
-
-
-def test_fit_crop_auto_records_its_choice(tmp_path: Path) -> None:
-    bundle = build_bundle(tmp_path / "bundle", size=32)
-    manifest = _manifest(tmp_path)
-    assert cli_main(["anomaly", "fit", "--bundle", str(bundle), "--manifest", str(manifest),
-                     "--categories", "phone", "--crop", "auto", "--no-references",
-                     "--coreset-ratio", "0.5"]) == 0
-    entry = verify_bundle(bundle).anomaly["phone"]
-    assert entry["crop"] in ("none", "upright") and set(entry["crop_val_auroc"]) == {"none", "upright"}
