@@ -22,7 +22,6 @@ import cv2
 import numpy as np
 
 from inspection import locate
-from inspection.locate import find_upright
 
 MAX_SHIFT = 0.10  # of the photo's side, each axis
 MIN_SCALE = 0.8
@@ -101,7 +100,8 @@ def rotations(load: Callable[[Path], np.ndarray], copies: int
 def upright_views(rgb: np.ndarray) -> list[np.ndarray]:
     """What a bank on upright items is fitted on, from one good photo: its upright cut-out and
     that cut-out turned half round — the cut-out settles an item's angle only up to a half turn,
-    so the bank holds both (measured on placed magnetic tiles: 0.898 -> 0.906 AUROC at the same
-    bank size). A photo with no item on a tray is kept as it is, once."""
-    item = find_upright(rgb)
+    so the bank holds both (placed magnetic tiles, `anomaly evaluate`: 0.885 -> 0.890 AUROC at
+    1,536 rows; with twice the rows, patchcore.default_max_bank, 0.919). A photo with no item on
+    a tray is kept as it is, once."""
+    item = locate.find_upright(rgb)
     return [rgb] if item is None else [item.rgb, np.ascontiguousarray(item.rgb[::-1, ::-1])]
