@@ -9,6 +9,7 @@ row, and runs what a user runs with the defaults and the dataset's protocol
 (`bench/recipe_table.py`): train, export, evaluate on the test split.
 
     python bench/learning_curves_finetune.py [--datasets ...] [--shots 5 10 20] [--seeds 3] [--threads 1]
+        [--variant NAME]
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.learning_curves import HEAD, draw  # noqa: E402
-from bench.recipe_table import PROTOCOL  # noqa: E402
+from bench.recipe_table import PROTOCOL, VARIANTS  # noqa: E402
 from bench.supervised_real import WORK, prepared, run  # noqa: E402
 
 OUT = REPO / "runs" / "curves"
@@ -52,12 +53,13 @@ def subset_manifest(dataset: str, shots: int, seed: int) -> Path:
     return target
 
 
-def fine_tune(dataset: str, shots: int, seed: int, threads: int) -> float:
-    """Test macro-F1 of the `defect` head after the default recipe on the subset."""
+def fine_tune(dataset: str, shots: int, seed: int, threads: int, variant: str = "default") -> float:
+    """Test macro-F1 of the `defect` head after the recipe `variant` (bench/recipe_table.py's
+    VARIANTS; `default`: the defaults) on the subset."""
     manifest = subset_manifest(dataset, shots, seed)
-    run_dir = OUT / dataset / f"{shots}-seed{seed}"
+    run_dir = OUT / dataset / variant.replace(" ", "-") / f"{shots}-seed{seed}"
     run(["train", "--manifest", str(manifest), "--out", str(run_dir), "--seed", str(seed),
-         "--threads", str(threads), *PROTOCOL[dataset]])
+         "--threads", str(threads), *PROTOCOL[dataset], *VARIANTS[variant]])
     run(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(run_dir / "bundle"),
          "--name", f"{dataset}-curve-{shots}-{seed}"])
     run(["evaluate", "--bundle", str(run_dir / "bundle"), "--manifest", str(manifest), "--split",
@@ -73,6 +75,8 @@ def main() -> int:
     parser.add_argument("--shots", type=int, nargs="+", default=[5, 10, 20])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
+    parser.add_argument("--variant", default="default", choices=list(VARIANTS),
+                        help="a recipe of bench/recipe_table.py instead of the defaults")
     args = parser.parse_args()
     if not prepared(args.datasets):
         return 0
@@ -81,16 +85,16 @@ def main() -> int:
         for shots in args.shots:
             for seed in range(args.seeds):
                 started = time.perf_counter()
-                score = fine_tune(dataset, shots, seed, args.threads)
+                score = fine_tune(dataset, shots, seed, args.threads, args.variant)
                 table.setdefault(dataset, {}).setdefault(shots, []).append(score)
                 print(f"{dataset} {shots}/class seed {seed}: macro-F1 {score:.3f} "
                       f"({time.perf_counter() - started:.0f} s)", flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "summary.json").write_text(json.dumps(table, indent=2))
+    (OUT / f"summary-{args.variant.replace(' ', '-')}.json").write_text(json.dumps(table, indent=2))
     for dataset, points in table.items():
         cells = " | ".join(f"{statistics.fmean(v):.3f} ± {statistics.pstdev(v):.3f}"
                            for v in points.values())
-        print(f"| {dataset}, fine-tuned (defaults) | {cells} |")
+        print(f"| {dataset}, fine-tuned ({args.variant}) | {cells} |")
     return 0
 
 

@@ -42,6 +42,17 @@ VARIANTS = {  # name -> train flags on top of the defaults (training/config.py, 
     "heads lr 1e-2": ["--lr", "0.01", "--backbone-lr-scale", "0.03"],
     "4 blocks": ["--unfreeze-blocks", "4"],
     "all blocks": ["--unfreeze-blocks", "all"],
+    "turns": ["--augment", "turns"],
+    "probe": ["--probe-steps", "300", "--freeze-epochs", "0"],
+    "probe + turns": ["--probe-steps", "300", "--freeze-epochs", "0", "--augment", "turns"],
+    "probe + turns, 20 epochs": ["--probe-steps", "300", "--freeze-epochs", "0", "--augment", "turns",
+                                 "--epochs", "20"],
+    "probe, 4 blocks": ["--probe-steps", "300", "--freeze-epochs", "0", "--unfreeze-blocks", "4"],
+    "probe, frozen bn": ["--probe-steps", "300", "--freeze-epochs", "0", "--frozen-bn"],
+    "frozen bn": ["--frozen-bn"],
+    "probe, frozen bn, lr 3e-4": ["--probe-steps", "300", "--freeze-epochs", "0", "--frozen-bn",
+                                  "--lr", "0.0003"],
+    "probe, lr 3e-4": ["--probe-steps", "300", "--freeze-epochs", "0", "--lr", "0.0003"],
 }
 OUT = REPO / "runs" / "recipes"
 

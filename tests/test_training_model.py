@@ -84,3 +84,17 @@ def test_category_logits_use_the_embedding(model: InspectionNet,
                                            outputs: dict[str, torch.Tensor]) -> None:
     logits = model.category_logits(outputs["embedding"])
     assert logits.shape == (2, 4) and logits.abs().max() <= 16.0 + 1e-4
+
+
+def test_frozen_bn_keeps_every_running_statistic_while_blocks_train() -> None:
+    torch.manual_seed(0)
+    model = build_model(load_taxonomy(), pretrained=False)
+    model.frozen_bn = True
+    model.freeze_backbone("all")
+    model.train()
+    before = {k: v.clone() for k, v in model.body.state_dict().items() if "running" in k}
+    model(torch.randn(4, 3, 64, 64)).get("condition_logits").sum().backward()
+    after = model.body.state_dict()
+    for key, value in before.items():
+        torch.testing.assert_close(after[key], value)
+    assert model.body.conv_stem.weight.grad is not None  # the weights still train

@@ -62,7 +62,8 @@ def test_tiny_run_writes_checkpoints_that_load(manifest: Path, tmp_path: Path) -
                 "epoch", "metrics", "manifest", "manifest_sha256", "optimizer", "scheduler",
                 "code_version"}
     assert expected <= set(checkpoint)
-    assert checkpoint["epoch"] == 1 and checkpoint["preprocessing"]["input_size"] == 64
+    # epoch 0 is the probe (training/probe.py), kept when the one epoch did not beat it on val
+    assert checkpoint["epoch"] in (0, 1) and checkpoint["preprocessing"]["input_size"] == 64
     assert "score" in checkpoint["metrics"] and "condition/accuracy" in checkpoint["metrics"]
     with torch.no_grad():
         outputs = model(torch.zeros(1, 3, 64, 64))
@@ -80,7 +81,7 @@ def test_resume_continues_from_the_saved_epoch(manifest: Path, tmp_path: Path) -
     # The schedule went on counting steps rather than restarting at warmup.
     assert second["scheduler"]["last_epoch"] == 2 * first["scheduler"]["last_epoch"]
     epochs = [json.loads(line)["epoch"] for line in (run / "history.jsonl").read_text().splitlines()]
-    assert epochs == [1, 2]
+    assert epochs == [0, 1, 2]  # the probe once, then an epoch per run; none repeated
 
 
 def test_recipe_fills_config_and_flags_override(manifest: Path, tmp_path: Path) -> None:
@@ -147,7 +148,7 @@ def test_equal_val_scores_keep_the_epoch_with_the_lower_val_loss(
     monkeypatch.setattr("training.train.evaluate", lambda *args, **kwargs: dict(next(scripted)))
     run = tmp_path / "run"
     assert cli(["train", "--manifest", str(manifest), "--out", str(run), "--epochs", "4",
-                *FAST]) == 0
+                "--probe-steps", "0", *FAST]) == 0
     assert torch.load(run / "best.pt", weights_only=True)["epoch"] == 3
     last = torch.load(run / "last.pt", weights_only=True)
     assert (last["best_score"], last["best_loss"], last["stale_epochs"]) == (0.8, 1.0, 1)

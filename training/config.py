@@ -37,7 +37,13 @@ class TrainConfig:
     backbone_lr_scale: float = 0.3
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
-    freeze_epochs: int = 1  # head-only epochs before the backbone's last blocks train
+    # LP-FT (training/probe.py): the heads are fitted on frozen features first, then the last
+    # blocks train with every BatchNorm's statistics kept. Measured against random heads, a
+    # frozen epoch and batch statistics (BENCHMARKS.md, issue 10).
+    freeze_epochs: int = 0  # head-only epochs (on photos, augmented) before the blocks train
+    probe_steps: int = 300  # full-batch steps fitting the heads on frozen features; 0: no probe
+    probe_lr: float = 0.01  # a linear head on frozen features converges at 1e-2 (bench/head_probe.py)
+    frozen_bn: bool = True  # BatchNorm keeps its running statistics while blocks train
     unfreeze_blocks: int | str = 2  # last N of the 7 blocks (+ head conv); 'all' adds the stem
     augment: str = "none"  # every preset cost accuracy on real photos (training/presets.py)
     balance: str = "weights"
@@ -74,6 +80,9 @@ HELP = {
     "balance": "weights: class-weighted loss; sampler: balanced batches",
     "resume": "continue from a last.pt (same epoch, optimizer and schedule)",
     "synthetic_damage": "damage drawn on good training photos, e.g. 'cutpaste,texture,scratch@0.3'",
+    "probe_steps": "fit the heads on the frozen backbone's features first, in this many steps "
+                   "(training/probe.py); 0: start from random heads",
+    "frozen_bn": "keep every BatchNorm's running statistics while the blocks train",
 }
 
 
@@ -163,6 +172,8 @@ def finish(config: TrainConfig) -> TrainConfig:
         ("--batch-size", config.batch_size >= 1, "at least 1"),
         ("--input-size", 32 <= config.input_size <= 1024, "between 32 and 1024"),
         ("--freeze-epochs", config.freeze_epochs >= 0, "0 or more"),
+        ("--probe-steps", config.probe_steps >= 0, "0 or more"),
+        ("--probe-lr", config.probe_lr > 0, "above 0"),
         ("--dropout", 0.0 <= config.dropout < 1.0, "in [0, 1)"),
         ("--unfreeze-blocks", config.unfreeze_blocks == "all" or 0 <= int(config.unfreeze_blocks) <= 7,
          "0..7 or 'all'"),

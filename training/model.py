@@ -72,6 +72,7 @@ class InspectionNet(nn.Module):
         self.category_classifier = (CosineClassifier(embedding_dim, len(self.categories))
                                     if len(self.categories) >= 2 else None)
         self.first_trainable = 0  # index into stages(); everything before it is frozen
+        self.frozen_bn = False  # True: every BatchNorm keeps its running statistics in training
         self.output_names = [f"{h.name}_logits" for h in taxonomy.heads] + ["embedding"]
         self.output_names += [f"{h.name}_cam" for h in taxonomy.heads if h.type == "multi"]
         self.output_names += ["patch_features"]
@@ -90,7 +91,15 @@ class InspectionNet(nn.Module):
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         maps = self.feature_maps(image)
-        features = self.dropout(maps[0])
+        outputs = self.head_outputs(maps[0])
+        outputs["patch_features"] = patch_features(maps)
+        return outputs
+
+    def head_outputs(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every head's outputs from the head conv's N x 1280 x h x w features. A 1 x 1 map of
+        pooled features gives the same logits and embedding (the heads are linear before the
+        pooling), which is how `training.probe` fits the heads on cached features."""
+        features = self.dropout(features)
         pooled = features.mean(dim=(2, 3))
         logits: dict[str, torch.Tensor] = {}
         cams: dict[str, torch.Tensor] = {}
@@ -104,7 +113,6 @@ class InspectionNet(nn.Module):
         outputs = {f"{name}_logits": value for name, value in logits.items()}
         outputs["embedding"] = F.normalize(self.embedding(pooled), dim=1)
         outputs.update({f"{name}_cam": value for name, value in cams.items()})
-        outputs["patch_features"] = patch_features(maps)
         return outputs
 
     def category_logits(self, embedding: torch.Tensor) -> torch.Tensor:
@@ -132,6 +140,10 @@ class InspectionNet(nn.Module):
         super().train(mode)
         for stage in self.stages()[: self.first_trainable]:
             stage.eval()  # frozen BatchNorm keeps its ImageNet running statistics
+        if self.frozen_bn:  # the trainable blocks' BatchNorm too: their scale and shift still train
+            for module in self.body.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         return self
 
     def backbone_parameters(self) -> list[nn.Parameter]:

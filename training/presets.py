@@ -30,6 +30,7 @@ import numpy as np
 class Preset:
     hflip: float = 0.0  # probability
     vflip: float = 0.0
+    quarter_turns: float = 0.0  # probability of 1-3 quarter turns: lossless on the square input
     rotate_degrees: float = 0.0  # uniform in +-
     scale: float = 0.0  # zoom factor uniform in 1 +- scale
     shift: float = 0.0  # fraction of the side, uniform in +-
@@ -43,6 +44,9 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "none": Preset(),
     "mirror": Preset(hflip=0.5, vflip=0.5),
+    # The eight lossless poses of a square input (mirror images x quarter turns): for items
+    # photographed from above in any orientation, e.g. a bottle's opening, a tile on a tray.
+    "turns": Preset(hflip=0.5, quarter_turns=0.75),
     "light": Preset(hflip=0.5, rotate_degrees=5, brightness=0.1, contrast=0.1),
     "medium": Preset(hflip=0.5, vflip=0.2, rotate_degrees=10, scale=0.08, shift=0.05,
                      brightness=0.2, contrast=0.2, saturation=0.2, blur=0.2, noise=0.2),
@@ -67,6 +71,8 @@ def augment(rgb: np.ndarray, preset: Preset, rng: np.random.Generator) -> np.nda
         image = image[:, ::-1]
     if rng.random() < preset.vflip:
         image = image[::-1]
+    if rng.random() < preset.quarter_turns:
+        image = np.rot90(image, int(rng.integers(1, 4)))
     if preset.rotate_degrees or preset.scale or preset.shift:
         image = _affine(image, preset, rng)
     image = _colour(image.astype(np.float32), preset, rng)

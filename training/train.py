@@ -22,7 +22,7 @@ import tempfile
 from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -49,6 +49,7 @@ from training.engine import (
 )
 from training.model import InspectionNet, build_model
 from training.presets import get_preset
+from training.probe import probe_heads
 from training.synthetic_damage import SyntheticDamageDataset
 from training.versioning import code_version
 
@@ -132,6 +133,7 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
     channels_last = config.channels_last
     model = build_model(taxonomy, config.backbone, pretrained=not config.resume,
                         categories=categories, dropout=config.dropout)
+    model.frozen_bn = config.frozen_bn
     model = distributed.sync_batch_norm(model, world, device).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -156,6 +158,10 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
     if world.is_main:
         config.save(run_dir / "config.yaml")
     base = checkpoint_base(config, taxonomy, categories, spec, manifest)
+    if config.probe_steps and not config.resume:
+        state = probe_stage(model, train_loader, val_loader, settings, device, channels_last,
+                            config, world, run_dir,
+                            {**base, **training_state(model, optimizer, scheduler, scaler)}, state)
     epochs = tqdm(range(state["epoch"], config.epochs), desc="epochs", initial=state["epoch"],
                   total=config.epochs, disable=not world.is_main)
     gather = partial(distributed.gather_outputs, world=world)
@@ -194,9 +200,8 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
                            score=f"{metrics['score']:.3f}", best=f"{state['best_score']:.3f}")
         log.info("epoch %d/%d %s: train loss %.4f (%.1f img/s), val %s", epoch + 1, config.epochs,
                  phase, fit["loss"], fit["images_per_s"], _brief(metrics))
-        checkpoint = {**base, "model": model.state_dict(), "epoch": epoch + 1, "metrics": metrics,
-                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                      "scaler": scaler.state_dict() if scaler else {}, **state}
+        checkpoint = {**base, **training_state(model, optimizer, scheduler, scaler),
+                      "epoch": epoch + 1, "metrics": metrics, **state}
         if world.is_main:
             save_atomic(checkpoint, run_dir / "last.pt")
             if improved:
@@ -205,6 +210,52 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
             log.info("early stop: no better val score for %d epochs", config.patience)
             break
     return run_dir
+
+
+def probe_stage(model: InspectionNet, train_loader: DataLoader, val_loader: DataLoader | None,
+                settings: LossSettings, device: torch.device, channels_last: bool,
+                config: TrainConfig, world: World, run_dir: Path, base: dict[str, Any],
+                state: dict[str, Any]) -> dict[str, Any]:
+    """LP-FT's linear probe (training/probe.py), scored on val as epoch 0: a probe that no
+    fine-tuned epoch beats on val is what best.pt keeps."""
+    plain = unaugmented(train_loader)
+    fitted = probe_heads(model, plain, settings, device, channels_last, config.probe_steps,
+                         config.probe_lr, config.weight_decay, progress=world.is_main)
+    if val_loader is None:
+        return state
+    gather = partial(distributed.gather_outputs, world=world)
+    metrics = evaluate(model, val_loader, settings, device, channels_last=channels_last,
+                       gather=gather, progress=world.is_main)
+    log.info("epoch 0 (probe): val %s", _brief(metrics))
+    if world.is_main:
+        record = {"epoch": 0, "phase": "probe", **{f"probe/{k}": v for k, v in fitted.items()},
+                  **{f"val/{k}": v for k, v in metrics.items()}}
+        with open(run_dir / "history.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        save_atomic({**base, "model": model.state_dict(), "epoch": 0, "metrics": metrics,
+                     "best_score": metrics["score"], "best_loss": metrics["loss"],
+                     "stale_epochs": 0}, run_dir / "best.pt")
+    return {**state, "best_score": metrics["score"], "best_loss": metrics["loss"]}
+
+
+def training_state(model: InspectionNet, optimizer: torch.optim.Optimizer,
+                   scheduler: torch.optim.lr_scheduler.LRScheduler,
+                   scaler: torch.amp.GradScaler | None) -> dict[str, Any]:
+    """What a checkpoint needs to continue training exactly: weights, optimizer, schedule."""
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else {}}
+
+
+def unaugmented(loader: DataLoader) -> DataLoader:
+    """The train photos in order, without augmentation or synthetic damage, sharing the train
+    set's cache of resized photos (each photo is decoded once)."""
+    dataset = loader.dataset
+    plain = cast(InspectionDataset, getattr(dataset, "dataset", dataset))  # unwrap synthetic damage
+    copy = InspectionDataset(plain.manifest, plain.samples, plain.taxonomy, plain.categories,
+                             plain.spec, None)
+    copy.cache = plain.cache
+    return DataLoader(copy, batch_size=loader.batch_size, shuffle=False,
+                      num_workers=loader.num_workers)
 
 
 def check_images(manifest: Manifest) -> None:
