@@ -34,6 +34,8 @@ PROTOCOL = {"mvtec_bottle": ["--input-size", "224", "--epochs", "10", "--warmup-
             "magnetic_tile": ["--input-size", "160", "--epochs", "8", "--warmup-epochs", "0.5"]}
 VARIANTS = {  # name -> train flags on top of the defaults (training/config.py, training/presets.py)
     "default": [],
+    # the defaults before LP-FT (random heads, one frozen epoch, batch statistics)
+    "former defaults": ["--probe-steps", "0", "--no-frozen-bn", "--freeze-epochs", "1"],
     "mirror": ["--augment", "mirror"],
     "medium": ["--augment", "medium"],
     "light": ["--augment", "light"],
@@ -53,6 +55,8 @@ VARIANTS = {  # name -> train flags on top of the defaults (training/config.py, 
     "probe, frozen bn, lr 3e-4": ["--probe-steps", "300", "--freeze-epochs", "0", "--frozen-bn",
                                   "--lr", "0.0003"],
     "probe, lr 3e-4": ["--probe-steps", "300", "--freeze-epochs", "0", "--lr", "0.0003"],
+    "batch 8": ["--batch-size", "8"],
+    "warm-up 3 epochs": ["--warmup-epochs", "3"],
 }
 OUT = REPO / "runs" / "recipes"
 

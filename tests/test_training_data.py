@@ -83,3 +83,15 @@ def test_default_and_mirror_presets_move_no_pixel_off_the_photo(name: str) -> No
     for seed in range(20):
         out = augment(photo, geometry, np.random.default_rng(seed))
         assert any(np.array_equal(out, image) for image in allowed), seed
+
+
+def test_turns_preset_draws_only_the_eight_lossless_poses_of_a_square() -> None:
+    photo = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    poses = [np.rot90(image, turns) for image in (photo, photo[:, ::-1]) for turns in range(4)]
+    seen = set()
+    for seed in range(64):
+        out = augment(photo, PRESETS["turns"], np.random.default_rng(seed))
+        matches = [index for index, pose in enumerate(poses) if np.array_equal(out, pose)]
+        assert matches, seed  # no resampling: every pixel kept, only moved
+        seen.add(matches[0])
+    assert seen == set(range(8))  # and every pose is drawn

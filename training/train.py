@@ -2,8 +2,11 @@
 
     returns-inspect train --manifest datasets/sample/manifest.csv --recipe datasets/recipes/default.yaml
 
-Phases: `freeze_epochs` with only the heads training (the backbone runs without autograd), then
-the last `unfreeze_blocks` backbone blocks train too, with their own warmup. AdamW, linear
+Phases: a linear probe (`probe_steps`, training/probe.py: the heads fitted on the frozen backbone's
+features of the train photos, scored on val as epoch 0), `freeze_epochs` with only the heads
+training on photos (the backbone runs without autograd; 0 by default), then the last
+`unfreeze_blocks` backbone blocks train too, with their own warmup (`frozen_bn`: their BatchNorm
+keeps its running statistics). AdamW, linear
 warmup + cosine per step, channels_last (CPU and CUDA), AMP on CUDA. Each epoch writes
 `last.pt`, a better val score also `best.pt`, and a line of `history.jsonl`; `--resume last.pt`
 continues exactly.
