@@ -71,6 +71,8 @@ def test_auto_keeps_the_best_candidate_within_the_budget(
     assert lite2["status"].startswith("skipped: needs") and lite2["val_score"] is None
     trained = [row for row in rows.values() if row["status"] == "trained"]
     assert len(trained) >= 2 and all(0.0 <= row["val_score"] <= 1.0 for row in trained)
+    # epochs counted without the probe's epoch 0, which best.pt may keep (training/probe.py)
+    assert all(1 <= row["epochs_run"] <= 2 and 0 <= row["best_epoch"] <= 2 for row in trained)
     best = max(row["val_score"] for row in trained)
     winner = rows[record["winner"]]
     assert winner["val_score"] == best

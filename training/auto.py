@@ -160,8 +160,9 @@ def run_candidate(config: TrainConfig, candidate: Candidate, folder: Path) -> Ou
     # The epoch best.pt kept: the same rule as training (first of exact equals).
     best = max(history, key=lambda record: selection_key({"score": record["val/score"],
                                                           "loss": record["val/loss"]}))
+    epochs_run = sum(record["epoch"] >= 1 for record in history)  # epoch 0: the probe
     return Outcome(candidate, "trained", seconds=seconds, val_score=best["val/score"],
-                   best_epoch=best["epoch"], epochs_run=len(history))
+                   best_epoch=best["epoch"], epochs_run=epochs_run)
 
 
 def search(config: TrainConfig, budget_s: float) -> Path:
@@ -224,7 +225,7 @@ def format_table(outcomes: list[Outcome], winner: Outcome) -> str:
              "|---|---|---|---|---|---|"]
     for o in outcomes:
         score = f"{o.val_score:.3f}" if o.val_score is not None else "-"
-        epochs = f"{o.epochs_run} ({o.best_epoch})" if o.best_epoch else "-"
+        epochs = f"{o.epochs_run} ({o.best_epoch})" if o.best_epoch is not None else "-"
         mark = " **winner**" if o is winner else ""
         lines.append(f"| {o.candidate.name}{mark} | {o.estimate_s:.0f} | {o.seconds:.0f} | {epochs} | "
                      f"{score} | {o.status} |")
