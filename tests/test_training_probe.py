@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_training_train import FAST, manifest, train_with_scripted_val  # noqa: F401 - tiny photos
 
 from inspection.cli import main as cli
 from inspection.taxonomy import load_taxonomy
-from tests.test_training_train import FAST, manifest  # noqa: F401 - the tiny photos' fixture
 from training.engine import LossSettings
 from training.model import build_model
 from training.probe import fit_heads
@@ -65,11 +65,8 @@ def test_a_probed_run_scores_the_probe_as_epoch_zero(manifest: Path,  # noqa: F8
 
 def test_best_pt_keeps_the_probe_when_no_epoch_beats_it(
         manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    scripted = iter([{"loss": 1.0, "score": 0.9}, {"loss": 0.5, "score": 0.8}])
-    monkeypatch.setattr("training.train.evaluate", lambda *args, **kwargs: dict(next(scripted)))
-    run = tmp_path / "run"
-    assert cli(["train", "--manifest", str(manifest), "--out", str(run), "--epochs", "1",
-                "--probe-steps", "5", *FAST]) == 0
-    assert torch.load(run / "best.pt", weights_only=True)["epoch"] == 0
-    last = torch.load(run / "last.pt", weights_only=True)
+    best, last = train_with_scripted_val(manifest, tmp_path / "run", monkeypatch,
+                                         [(1.0, 0.9), (0.5, 0.8)],
+                                         "--epochs", "1", "--probe-steps", "5")
+    assert best["epoch"] == 0
     assert (last["epoch"], last["best_score"], last["stale_epochs"]) == (1, 0.9, 1)

@@ -139,16 +139,23 @@ def test_same_seed_same_run(manifest: Path, tmp_path: Path) -> None:
     torch.testing.assert_close(first["model"], second["model"])
 
 
+def train_with_scripted_val(manifest: Path, run: Path, monkeypatch: pytest.MonkeyPatch,
+                            scores: list[tuple[float, float]], *args: str) -> tuple[dict, dict]:
+    """A tiny run whose val passes answer (loss, score) in the order given; its best.pt and
+    last.pt."""
+    scripted = iter([{"loss": loss, "score": score} for loss, score in scores])
+    monkeypatch.setattr("training.train.evaluate", lambda *a, **kw: dict(next(scripted)))
+    assert cli(["train", "--manifest", str(manifest), "--out", str(run), *args, *FAST]) == 0
+    best, last = (torch.load(run / name, weights_only=True) for name in ("best.pt", "last.pt"))
+    return best, last
+
+
 def test_equal_val_scores_keep_the_epoch_with_the_lower_val_loss(
         manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A small val split gives the same macro-F1 for several epochs while the model still
     # improves; the first of equals was the least trained checkpoint.
-    scripted = iter([{"loss": 3.0, "score": 0.5}, {"loss": 2.0, "score": 0.8},
-                     {"loss": 1.0, "score": 0.8}, {"loss": 0.5, "score": 0.7}])
-    monkeypatch.setattr("training.train.evaluate", lambda *args, **kwargs: dict(next(scripted)))
-    run = tmp_path / "run"
-    assert cli(["train", "--manifest", str(manifest), "--out", str(run), "--epochs", "4",
-                "--probe-steps", "0", *FAST]) == 0
-    assert torch.load(run / "best.pt", weights_only=True)["epoch"] == 3
-    last = torch.load(run / "last.pt", weights_only=True)
+    best, last = train_with_scripted_val(manifest, tmp_path / "run", monkeypatch,
+                                         [(3.0, 0.5), (2.0, 0.8), (1.0, 0.8), (0.5, 0.7)],
+                                         "--epochs", "4", "--probe-steps", "0")
+    assert best["epoch"] == 3
     assert (last["best_score"], last["best_loss"], last["stale_epochs"]) == (0.8, 1.0, 1)

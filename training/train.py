@@ -162,9 +162,13 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
         config.save(run_dir / "config.yaml")
     base = checkpoint_base(config, taxonomy, categories, spec, manifest)
     if config.probe_steps and not config.resume:
-        state = probe_stage(model, train_loader, val_loader, settings, device, channels_last,
-                            config, world, run_dir,
-                            {**base, **training_state(model, optimizer, scheduler, scaler)}, state)
+        probed = probe_stage(model, train_loader, val_loader, settings, device, channels_last,
+                             config, world, run_dir)
+        if probed is not None:  # the probe is epoch 0: best.pt until an epoch beats it on val
+            state = {**state, "best_score": probed["score"], "best_loss": probed["loss"]}
+            if world.is_main:
+                save_atomic({**base, **training_state(model, optimizer, scheduler, scaler),
+                             "epoch": 0, "metrics": probed, **state}, run_dir / "best.pt")
     epochs = tqdm(range(state["epoch"], config.epochs), desc="epochs", initial=state["epoch"],
                   total=config.epochs, disable=not world.is_main)
     gather = partial(distributed.gather_outputs, world=world)
@@ -197,8 +201,7 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
         record = {"epoch": epoch + 1, "phase": phase, "lr_backbone": lrs[0], "lr_heads": lrs[-1],
                   **{f"train/{k}": v for k, v in fit.items()}, **{f"val/{k}": v for k, v in metrics.items()}}
         if world.is_main:
-            with open(run_dir / "history.jsonl", "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
+            append_history(run_dir, record)
         epochs.set_postfix(loss=f"{fit['loss']:.3f}", val_loss=f"{metrics['loss']:.3f}",
                            score=f"{metrics['score']:.3f}", best=f"{state['best_score']:.3f}")
         log.info("epoch %d/%d %s: train loss %.4f (%.1f img/s), val %s", epoch + 1, config.epochs,
@@ -217,28 +220,28 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
 
 def probe_stage(model: InspectionNet, train_loader: DataLoader, val_loader: DataLoader | None,
                 settings: LossSettings, device: torch.device, channels_last: bool,
-                config: TrainConfig, world: World, run_dir: Path, base: dict[str, Any],
-                state: dict[str, Any]) -> dict[str, Any]:
-    """LP-FT's linear probe (training/probe.py), scored on val as epoch 0: a probe that no
-    fine-tuned epoch beats on val is what best.pt keeps."""
-    plain = unaugmented(train_loader)
-    fitted = probe_heads(model, plain, settings, device, channels_last, config.probe_steps,
-                         config.probe_lr, config.weight_decay, progress=world.is_main)
+                config: TrainConfig, world: World, run_dir: Path) -> dict[str, float] | None:
+    """LP-FT's linear probe (training/probe.py) on the model in place; its val metrics, written
+    to the history as epoch 0 (None without a val split)."""
+    fitted = probe_heads(model, unaugmented(train_loader), settings, device, channels_last,
+                         config.probe_steps, config.probe_lr, config.weight_decay,
+                         progress=world.is_main)
     if val_loader is None:
-        return state
+        return None
     gather = partial(distributed.gather_outputs, world=world)
     metrics = evaluate(model, val_loader, settings, device, channels_last=channels_last,
                        gather=gather, progress=world.is_main)
     log.info("epoch 0 (probe): val %s", _brief(metrics))
     if world.is_main:
-        record = {"epoch": 0, "phase": "probe", **{f"probe/{k}": v for k, v in fitted.items()},
-                  **{f"val/{k}": v for k, v in metrics.items()}}
-        with open(run_dir / "history.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-        save_atomic({**base, "model": model.state_dict(), "epoch": 0, "metrics": metrics,
-                     "best_score": metrics["score"], "best_loss": metrics["loss"],
-                     "stale_epochs": 0}, run_dir / "best.pt")
-    return {**state, "best_score": metrics["score"], "best_loss": metrics["loss"]}
+        append_history(run_dir, {"epoch": 0, "phase": "probe",
+                                 **{f"probe/{k}": v for k, v in fitted.items()},
+                                 **{f"val/{k}": v for k, v in metrics.items()}})
+    return metrics
+
+
+def append_history(run_dir: Path, record: dict[str, Any]) -> None:
+    with open(run_dir / "history.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
 
 
 def training_state(model: InspectionNet, optimizer: torch.optim.Optimizer,
