@@ -9,8 +9,10 @@ with few photos the run ends before the heads have converged. Measured on real p
 issue 10): the trainer's own frozen heads reached 0.64 test macro-F1 on magnetic tile where a
 converged linear head on the same features reached 0.91, and at 5-20 photos per class the
 fine-tuned model stayed below a logistic regression on frozen features. A probe costs one forward
-pass over the train photos plus a few hundred steps of a linear layer on cached features (well
-under a second for 1,000 photos), so it replaces the head-only epochs that cost a forward pass each.
+pass over the train photos (which also fills the photo cache the first epoch would fill) plus a few
+hundred steps of the heads on cached features: 9 s for bottle's 210 photos at 224 px and 14 s for
+magnetic tile's 940 at 160 px on 2 CPU threads, so it replaces the head-only epochs that cost a
+forward and a head backward pass each.
 Kumar et al., "Fine-Tuning can Distort Pretrained Features and Underperform Out-of-Distribution",
 ICLR 2022, is where the recipe comes from.
 """
