@@ -53,6 +53,12 @@ VARIANTS = {  # name -> train flags on top of the defaults (training/config.py, 
     "lr 3e-4": ["--lr", "0.0003"],
     "batch 8": ["--batch-size", "8"],
     "warm-up 3 epochs": ["--warmup-epochs", "3"],
+    # after the probe the heads are converged: fine-tune them no faster than the blocks
+    "heads lr 3e-4": ["--lr", "0.0003", "--backbone-lr-scale", "1.0"],
+    "heads lr 1e-4": ["--lr", "0.0001", "--backbone-lr-scale", "3.0"],
+    "constant rate": ["--full-rate-steps", "0"],  # short runs at the full rate (before it scaled)
+    "lite1 240 px": ["--backbone", "efficientnet_lite1", "--input-size", "240"],
+    "lite2 260 px": ["--backbone", "efficientnet_lite2", "--input-size", "260"],
 }
 OUT = REPO / "runs" / "recipes"
 

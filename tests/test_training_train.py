@@ -159,3 +159,24 @@ def test_equal_val_scores_keep_the_epoch_with_the_lower_val_loss(
                                          "--epochs", "4", "--probe-steps", "0")
     assert best["epoch"] == 3
     assert (last["best_score"], last["best_loss"], last["stale_epochs"]) == (0.8, 1.0, 1)
+
+
+def test_short_run_scale_lowers_the_rate_in_proportion_to_the_missing_steps() -> None:
+    from training.engine import short_run_scale
+
+    assert short_run_scale(10, 60) == pytest.approx(10 / 60)
+    assert short_run_scale(60, 60) == short_run_scale(600, 60) == 1.0
+    assert short_run_scale(0, 60) == pytest.approx(1 / 60)  # never a zero rate
+    assert short_run_scale(5, 0) == 1.0  # 0 turns it off
+
+
+@pytest.mark.parametrize(("full_rate_steps", "scale"), [(8, 2 / 8), (0, 1.0)])
+def test_a_short_run_trains_every_group_at_the_scaled_rate(
+        manifest: Path, tmp_path: Path, full_rate_steps: int, scale: float) -> None:
+    run = tmp_path / "run"
+    # 1 epoch of 2 batches: 2 optimizer steps
+    assert cli(["train", "--manifest", str(manifest), "--out", str(run), "--epochs", "1",
+                "--lr", "0.002", "--full-rate-steps", str(full_rate_steps), *FAST]) == 0
+    base_lrs = torch.load(run / "last.pt", weights_only=True)["scheduler"]["base_lrs"]
+    # groups: backbone (decayed, not) at lr x backbone_lr_scale 0.3, heads (decayed, not) at lr
+    assert base_lrs == pytest.approx([0.002 * 0.3 * scale] * 2 + [0.002 * scale] * 2)

@@ -35,6 +35,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3  # heads; the backbone gets lr * backbone_lr_scale
     backbone_lr_scale: float = 0.3
+    full_rate_steps: int = 60  # shorter runs train at lr x steps / this (engine.short_run_scale)
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     # LP-FT (training/probe.py): the heads are fitted on frozen features first, then the last
@@ -83,6 +84,8 @@ HELP = {
     "probe_steps": "fit the heads on the frozen backbone's features first, in this many steps "
                    "(training/probe.py); 0: start from random heads",
     "frozen_bn": "keep every BatchNorm's running statistics while the blocks train",
+    "full_rate_steps": "a run of fewer optimizer steps trains at lr x steps / this; 0: always "
+                       "the full rate",
 }
 
 
@@ -173,6 +176,7 @@ def finish(config: TrainConfig) -> TrainConfig:
         ("--input-size", 32 <= config.input_size <= 1024, "between 32 and 1024"),
         ("--freeze-epochs", config.freeze_epochs >= 0, "0 or more"),
         ("--probe-steps", config.probe_steps >= 0, "0 or more"),
+        ("--full-rate-steps", config.full_rate_steps >= 0, "0 or more"),
         ("--probe-lr", config.probe_lr > 0, "above 0"),
         ("--dropout", 0.0 <= config.dropout < 1.0, "in [0, 1)"),
         ("--unfreeze-blocks", config.unfreeze_blocks == "all" or 0 <= int(config.unfreeze_blocks) <= 7,

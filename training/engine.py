@@ -190,16 +190,30 @@ def selection_key(metrics: dict[str, float]) -> tuple[float, float]:
     return metrics["score"], -metrics["loss"]
 
 
-def make_optimizer(model: InspectionNet, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW, four groups: backbone / heads x decayed weights / undecayed biases and norms."""
+def short_run_scale(total_steps: int, full_rate_steps: int) -> float:
+    """The learning rates' factor for a run of `total_steps` optimizer steps.
+
+    Adam moves every weight by about the learning rate on each of its first steps, whatever the
+    gradient's size. With a few labelled photos an epoch is one step, and measured on real photos
+    (BENCHMARKS.md, issue 10) the first full-rate steps of the blocks wreck the probe's val score
+    (0.51 -> 0.10 on magnetic tile, 10 photos a class) and 8-20 steps do not recover it. So a run
+    shorter than `full_rate_steps` trains at a proportionally lower rate (0: always full rate)."""
+    if not full_rate_steps or total_steps >= full_rate_steps:
+        return 1.0
+    return max(1, total_steps) / full_rate_steps
+
+
+def make_optimizer(model: InspectionNet, config: TrainConfig, scale: float = 1.0) -> torch.optim.AdamW:
+    """AdamW, four groups: backbone / heads x decayed weights / undecayed biases and norms, at
+    the config's rates times `scale` (`short_run_scale`)."""
     groups = []
-    for params, scale in ((model.backbone_parameters(), config.backbone_lr_scale),
-                          (model.head_parameters(), 1.0)):
+    for params, group_scale in ((model.backbone_parameters(), config.backbone_lr_scale),
+                                (model.head_parameters(), 1.0)):
         for decay in (True, False):
             chosen = [p for p in params if (p.ndim > 1) == decay]
-            groups.append({"params": chosen, "lr": config.lr * scale,
+            groups.append({"params": chosen, "lr": config.lr * scale * group_scale,
                            "weight_decay": config.weight_decay if decay else 0.0})
-    return torch.optim.AdamW(groups, lr=config.lr)
+    return torch.optim.AdamW(groups, lr=config.lr * scale)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,

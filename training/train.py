@@ -48,6 +48,7 @@ from training.engine import (
     make_optimizer,
     make_scheduler,
     selection_key,
+    short_run_scale,
     train_one_epoch,
 )
 from training.model import InspectionNet, build_model
@@ -141,7 +142,11 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     steps = min(len(train_loader), config.max_train_batches or len(train_loader))
-    optimizer = make_optimizer(model, config)
+    lr_scale = short_run_scale(config.epochs * steps, config.full_rate_steps)
+    if lr_scale < 1.0:
+        log.info("a short run (%d optimizer steps): learning rates x %.2f, full rate from %d steps",
+                 config.epochs * steps, lr_scale, config.full_rate_steps)
+    optimizer = make_optimizer(model, config, lr_scale)
     scheduler = make_scheduler(optimizer, config, steps)
     amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
     use_amp = cuda and config.amp
