@@ -46,7 +46,12 @@ def tray_difference(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     scale = side / max(height, width)
     small = cv2.resize(rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
                        interpolation=cv2.INTER_AREA)
-    return np.abs(small.astype(np.float32) - border_colour(small)).max(axis=2), scale
+    # float32 holds a uint8 minus a median (a whole or half grey level) exactly; the largest
+    # channel by two maxima, since numpy's max over a last axis of 3 took 3.2 ms of the 4.6 ms
+    # the served upright branch spent finding the item (256 px copy)
+    difference = np.abs(small.astype(np.float32) - border_colour(small).astype(np.float32))
+    largest = np.maximum(np.maximum(difference[..., 0], difference[..., 1]), difference[..., 2])
+    return largest.astype(np.float64), scale
 
 
 def foreground(rgb: np.ndarray) -> np.ndarray:
@@ -166,7 +171,10 @@ def find_upright(rgb: np.ndarray) -> UprightItem | None:
     if outline is None:
         return None
     mask, scale = outline
-    points = cv2.findNonZero(mask.astype(np.uint8)).astype(np.float32) / scale
+    # The smallest rectangle depends only on the convex hull, which the outer boundary spans:
+    # its pixels instead of every pixel inside (minAreaRect's hull of all of them took 2.4 ms)
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    points = np.concatenate(contours).reshape(-1, 2).astype(np.float32) / scale
     (centre_x, centre_y), (rect_width, rect_height), angle = cv2.minAreaRect(points)
     if rect_width < rect_height:
         rect_width, rect_height, angle = rect_height, rect_width, angle + 90.0

@@ -103,3 +103,26 @@ def test_a_sliver_is_not_cut_out() -> None:
     photo = _tray()
     photo[100:102, 20:180] = (30, 40, 120)  # a cable: 160 x 2 px
     assert find_upright(photo) is None
+
+
+def test_the_outline_gives_the_rectangle_of_every_pixel_inside() -> None:
+    # find_upright fits the rectangle to the outer boundary only (fast); the smallest
+    # rectangle of a filled, holed, irregular blob is the same as of all its pixels
+    import cv2
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        mask = np.zeros((120, 160), np.uint8)
+        for _ in range(4):  # overlapping ellipses at random angles, then holes punched in
+            centre = tuple(int(v) for v in rng.integers(40, 80, 2))
+            axes = tuple(int(v) for v in rng.integers(5, 35, 2))
+            cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        mask[rng.random(mask.shape) < 0.05] = 0
+        largest = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        blob = (largest[1] == 1 + int(largest[2][1:, cv2.CC_STAT_AREA].argmax())).astype(np.uint8)
+        every = cv2.minAreaRect(cv2.findNonZero(blob).astype(np.float32))
+        contours, _ = cv2.findContours(blob, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        outline = cv2.minAreaRect(np.concatenate(contours).reshape(-1, 2).astype(np.float32))
+        np.testing.assert_allclose(cv2.boxPoints(every)[np.argsort(cv2.boxPoints(every)[:, 0])],
+                                   cv2.boxPoints(outline)[np.argsort(cv2.boxPoints(outline)[:, 0])],
+                                   atol=1e-3)
