@@ -57,6 +57,9 @@ VARIANTS = {  # name -> train flags on top of the defaults (training/config.py, 
     "heads lr 3e-4": ["--lr", "0.0003", "--backbone-lr-scale", "1.0"],
     "heads lr 1e-4": ["--lr", "0.0001", "--backbone-lr-scale", "3.0"],
     "constant rate": ["--full-rate-steps", "0"],  # short runs at the full rate (before it scaled)
+    "sampler": ["--balance", "sampler"],  # balanced batches instead of a class-weighted loss
+    "no label smoothing": ["--label-smoothing", "0"],
+    "ema 0.9": ["--ema-decay", "0.9"],  # val and best.pt: the weights' moving average
     "lite1 240 px": ["--backbone", "efficientnet_lite1", "--input-size", "240"],
     "lite2 260 px": ["--backbone", "efficientnet_lite2", "--input-size", "260"],
 }

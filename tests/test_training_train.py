@@ -180,3 +180,53 @@ def test_a_short_run_trains_every_group_at_the_scaled_rate(
     base_lrs = torch.load(run / "last.pt", weights_only=True)["scheduler"]["base_lrs"]
     # groups: backbone (decayed, not) at lr x backbone_lr_scale 0.3, heads (decayed, not) at lr
     assert base_lrs == pytest.approx([0.002 * 0.3 * scale] * 2 + [0.002 * scale] * 2)
+
+
+def test_weight_average_moves_towards_the_live_weights_and_copies_counters() -> None:
+    from training.engine import WeightAverage
+
+    live = torch.nn.BatchNorm1d(2)
+    average = WeightAverage(live, decay=0.75)  # type: ignore[arg-type]
+    with torch.no_grad():
+        live.weight.fill_(5.0)  # from 1.0
+        live.num_batches_tracked.fill_(7)
+    average.update(live)  # type: ignore[arg-type]
+    torch.testing.assert_close(average.model.weight, torch.full((2,), 0.75 * 1.0 + 0.25 * 5.0))
+    assert int(average.model.num_batches_tracked) == 7
+    assert not average.model.weight.requires_grad
+
+
+def test_with_ema_val_scores_the_average_and_best_pt_keeps_it(
+        manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = tmp_path / "run"
+    # the probe, then two epochs, each better on val: best.pt is epoch 2
+    best, last = train_with_scripted_val(manifest, run, monkeypatch,
+                                         [(3.0, 0.5), (2.0, 0.6), (1.0, 0.7)],
+                                         "--epochs", "2", "--ema-decay", "0.5")
+    assert best["epoch"] == 2
+    for name, weights in best["model"].items():  # the average, not the live weights
+        torch.testing.assert_close(weights, last["ema_model"][name])
+    trained = [name for name in last["model"] if "blocks.6" in name and "weight" in name]
+    assert any(not torch.equal(last["model"][name], last["ema_model"][name]) for name in trained)
+    # resumed, last.pt still carries the average beside the live weights
+    monkeypatch.undo()
+    assert cli(["train", "--resume", str(run / "last.pt"), "--epochs", "3"]) == 0
+    resumed = torch.load(run / "last.pt", weights_only=True)
+    assert resumed["epoch"] == 3 and "ema_model" in resumed
+
+
+def test_patience_counts_from_the_fine_tune_not_from_the_probe(
+        manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # LP-FT's first fine-tuned epochs score below the probe and then climb: patience 2 must
+    # not stop them at epoch 2 because they had not passed the probe yet
+    best, last = train_with_scripted_val(manifest, tmp_path / "climbs", monkeypatch,
+                                         [(1.0, 0.9), (3.0, 0.3), (2.0, 0.5), (1.5, 0.6)],
+                                         "--epochs", "3", "--patience", "2")
+    assert (last["epoch"], last["stale_epochs"]) == (3, 0)
+    assert best["epoch"] == 0  # the probe is still best.pt: no epoch beat it on val
+    # a fine-tune that stops improving on itself still stops
+    monkeypatch.undo()
+    best, last = train_with_scripted_val(manifest, tmp_path / "stalls", monkeypatch,
+                                         [(1.0, 0.9), (2.0, 0.5), (2.5, 0.4), (2.6, 0.3),
+                                          (0.5, 0.95)], "--epochs", "4", "--patience", "2")
+    assert (last["epoch"], last["stale_epochs"]) == (3, 2)

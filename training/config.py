@@ -49,6 +49,7 @@ class TrainConfig:
     augment: str = "none"  # every preset cost accuracy on real photos (training/presets.py)
     balance: str = "weights"
     label_smoothing: float = 0.05
+    ema_decay: float = 0.0  # > 0: val and best.pt use the weights' moving average (engine.WeightAverage)
     embedding_weight: float = 0.5  # weight of the category loss that shapes the embedding
     seed: int = 0
     device: str = "auto"
@@ -84,6 +85,8 @@ HELP = {
     "probe_steps": "fit the heads on the frozen backbone's features first, in this many steps "
                    "(training/probe.py); 0: start from random heads",
     "frozen_bn": "keep every BatchNorm's running statistics while the blocks train",
+    "ema_decay": "average the weights over the fine-tune's steps with this decay (e.g. 0.9); val "
+                 "scores and best.pt keep the average; 0: off",
     "full_rate_steps": "a run of fewer optimizer steps trains at lr x steps / this; 0: always "
                        "the full rate",
 }
@@ -177,6 +180,7 @@ def finish(config: TrainConfig) -> TrainConfig:
         ("--freeze-epochs", config.freeze_epochs >= 0, "0 or more"),
         ("--probe-steps", config.probe_steps >= 0, "0 or more"),
         ("--full-rate-steps", config.full_rate_steps >= 0, "0 or more"),
+        ("--ema-decay", 0.0 <= config.ema_decay < 1.0, "in [0, 1)"),
         ("--probe-lr", config.probe_lr > 0, "above 0"),
         ("--dropout", 0.0 <= config.dropout < 1.0, "in [0, 1)"),
         ("--unfreeze-blocks", config.unfreeze_blocks == "all" or 0 <= int(config.unfreeze_blocks) <= 7,

@@ -9,6 +9,7 @@ nothing to that head's loss.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -78,8 +79,9 @@ def train_one_epoch(model: InspectionNet, loader: DataLoader, optimizer: torch.o
                     scheduler: torch.optim.lr_scheduler.LRScheduler, settings: LossSettings,
                     device: torch.device, autocast: Callable[[], AbstractContextManager] = nullcontext,
                     scaler: torch.amp.GradScaler | None = None, channels_last: bool = False,
-                    max_batches: int = 0, desc: str = "train", progress: bool = True
-                    ) -> dict[str, float]:
+                    max_batches: int = 0, desc: str = "train", progress: bool = True,
+                    after_step: Callable[[], None] | None = None) -> dict[str, float]:
+    """One pass over `loader`; `after_step` runs after every optimizer step (`WeightAverage`)."""
     model.train()
     total_loss, seen, started = 0.0, 0, time.perf_counter()
     steps = min(len(loader), max_batches) if max_batches else len(loader)
@@ -100,12 +102,33 @@ def train_one_epoch(model: InspectionNet, loader: DataLoader, optimizer: torch.o
             loss.backward()
             optimizer.step()
         scheduler.step()  # per step: warmup and cosine are measured in optimizer steps
+        if after_step is not None:
+            after_step()
         rows = len(batch["image"])
         total_loss, seen = total_loss + float(loss.detach()) * rows, seen + rows
         bar.set_postfix(loss=f"{total_loss / seen:.3f}", lr=f"{scheduler.get_last_lr()[-1]:.2e}")
     seconds = time.perf_counter() - started
     return {"loss": total_loss / max(seen, 1), "images_per_s": seen / max(seconds, 1e-9),
             "seconds": seconds}
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights (`--ema-decay`), starting from the
+    weights it is given: after LP-FT's probe, so the fine-tune's first steps reach the average
+    damped. Val scores it and best.pt keeps it; the live weights go on training."""
+
+    def __init__(self, model: InspectionNet, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: InspectionNet) -> None:
+        live = model.state_dict()
+        for name, average in self.model.state_dict().items():
+            if average.dtype.is_floating_point:
+                average.lerp_(live[name], 1.0 - self.decay)
+            else:  # counters (BatchNorm's batches tracked) are copied, not averaged
+                average.copy_(live[name])
 
 
 @torch.inference_mode()

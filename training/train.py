@@ -44,6 +44,7 @@ from training.data import InspectionDataset, balanced_sampler, class_weights
 from training.distributed import World, launched_world
 from training.engine import (
     LossSettings,
+    WeightAverage,
     evaluate,
     make_optimizer,
     make_scheduler,
@@ -156,8 +157,10 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
                             if config.balance == "weights" else {},
                             label_smoothing=config.label_smoothing,
                             embedding_weight=config.embedding_weight)
+    # best_*: the best val of all (the probe included), which best.pt keeps; tuned_*: the best
+    # fine-tuned epoch's, which early stopping watches (see `stopping_state`)
     state: dict[str, Any] = {"epoch": 0, "best_score": -math.inf, "best_loss": math.inf,
-                             "stale_epochs": 0}
+                             "tuned_score": -math.inf, "tuned_loss": math.inf, "stale_epochs": 0}
     run_dir = Path(config.out)
     if world.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -174,6 +177,11 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
             if world.is_main:
                 save_atomic({**base, **training_state(model, optimizer, scheduler, scaler),
                              "epoch": 0, "metrics": probed, **state}, run_dir / "best.pt")
+    average = WeightAverage(model, config.ema_decay) if config.ema_decay else None
+    if average is not None and config.resume:
+        average.model.load_state_dict(read_checkpoint(Path(config.resume), "--resume")
+                                      .get("ema_model", model.state_dict()))
+    scored = average.model if average is not None else model  # what val scores and best.pt keeps
     epochs = tqdm(range(state["epoch"], config.epochs), desc="epochs", initial=state["epoch"],
                   total=config.epochs, disable=not world.is_main)
     gather = partial(distributed.gather_outputs, world=world)
@@ -191,17 +199,15 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
         fit = train_one_epoch(trained, train_loader, optimizer, scheduler, settings, device,
                               autocast, scaler, channels_last, config.max_train_batches,
                               desc=f"epoch {epoch + 1}/{config.epochs} [{phase}]",
-                              progress=world.is_main)
+                              progress=world.is_main,
+                              after_step=partial(average.update, model) if average else None)
         fit = distributed.mean_over_ranks(fit, world, summed=("images_per_s",))
-        metrics = (evaluate(model, val_loader, settings, device, autocast, channels_last, gather,
+        metrics = (evaluate(scored, val_loader, settings, device, autocast, channels_last, gather,
                             progress=world.is_main)
                    if val_loader is not None else {"loss": fit["loss"], "score": -fit["loss"]})
-        best = {"score": state["best_score"], "loss": state["best_loss"]}
-        improved = selection_key(metrics) > selection_key(best)
-        if improved:
-            best = {"score": metrics["score"], "loss": metrics["loss"]}
-        state = {"epoch": epoch + 1, "best_score": best["score"], "best_loss": best["loss"],
-                 "stale_epochs": 0 if improved else state["stale_epochs"] + 1}
+        improved = selection_key(metrics) > selection_key(
+            {"score": state["best_score"], "loss": state["best_loss"]})
+        state = next_state(state, metrics, epoch + 1, improved)
         lrs = scheduler.get_last_lr()  # groups: backbone x2, heads x2
         record = {"epoch": epoch + 1, "phase": phase, "lr_backbone": lrs[0], "lr_heads": lrs[-1],
                   **{f"train/{k}": v for k, v in fit.items()}, **{f"val/{k}": v for k, v in metrics.items()}}
@@ -213,14 +219,33 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
                  phase, fit["loss"], fit["images_per_s"], _brief(metrics))
         checkpoint = {**base, **training_state(model, optimizer, scheduler, scaler),
                       "epoch": epoch + 1, "metrics": metrics, **state}
+        if average is not None:  # last.pt resumes the live weights and the average beside them
+            checkpoint["ema_model"] = average.model.state_dict()
         if world.is_main:
             save_atomic(checkpoint, run_dir / "last.pt")
-            if improved:
-                save_atomic(checkpoint, run_dir / "best.pt")
+            if improved:  # best.pt's model is what val scored
+                save_atomic({**checkpoint, "model": scored.state_dict()}, run_dir / "best.pt")
         if config.patience and state["stale_epochs"] >= config.patience:
             log.info("early stop: no better val score for %d epochs", config.patience)
             break
     return run_dir
+
+
+def next_state(state: dict[str, Any], metrics: dict[str, float], epoch: int,
+               improved: bool) -> dict[str, Any]:
+    """The run's state after an epoch scored `metrics` on val (`improved`: it beat the best,
+    the probe included). Early stopping counts the epochs since the fine-tune last improved on
+    itself, not on the probe: the first fine-tuned epochs score below the probe before they
+    pass it (bottle: 0.76 -> 0.25 -> 0.47 -> 0.47 -> 0.71 -> 0.91), and counting from the
+    probe stopped `--patience 2` runs (every `train --auto` candidate) at the probe."""
+    tuned = {"score": state["tuned_score"], "loss": state["tuned_loss"]}
+    still_improving = selection_key(metrics) > selection_key(tuned)
+    if still_improving:
+        tuned = metrics
+    best = metrics if improved else {"score": state["best_score"], "loss": state["best_loss"]}
+    return {"epoch": epoch, "best_score": best["score"], "best_loss": best["loss"],
+            "tuned_score": tuned["score"], "tuned_loss": tuned["loss"],
+            "stale_epochs": 0 if still_improving else state["stale_epochs"] + 1}
 
 
 def probe_stage(model: InspectionNet, train_loader: DataLoader, val_loader: DataLoader | None,
@@ -345,8 +370,12 @@ def restore(path: Path, model: InspectionNet, optimizer: torch.optim.Optimizer,
     if scaler is not None and checkpoint.get("scaler"):
         scaler.load_state_dict(checkpoint["scaler"])
     log.info("resumed from %s at epoch %d", path, checkpoint["epoch"])
-    # best_loss: absent from checkpoints written before ties were broken by the val loss
-    return {"best_loss": checkpoint.get("best_loss", math.inf),
+    # best_loss: absent from checkpoints written before ties were broken by the val loss;
+    # tuned_*: before the probe, the best epoch was always a fine-tuned one
+    best_loss = checkpoint.get("best_loss", math.inf)
+    return {"best_loss": best_loss,
+            "tuned_score": checkpoint.get("tuned_score", checkpoint["best_score"]),
+            "tuned_loss": checkpoint.get("tuned_loss", best_loss),
             **{key: checkpoint[key] for key in ("epoch", "best_score", "stale_epochs")}}
 
 
