@@ -59,6 +59,9 @@ def default_threads() -> int:
     return int(os.environ.get("RETURNS_ORT_THREADS", "0")) or min(4, os.cpu_count() or 1)
 
 
+MIRROR = "mirror"  # card.export["test_time_augmentation"] of a bundle exported with --flip-tta
+
+
 class Engine:
     """Load once, predict many times; thread-safe (ONNX Runtime sessions allow concurrent runs)."""
 
@@ -68,6 +71,7 @@ class Engine:
         self.session = session
         self.taxonomy: Taxonomy = card.get_taxonomy()
         self.output_names = [output.name for output in session.get_outputs()]
+        self.mirrored = card.export.get("test_time_augmentation") == MIRROR
 
     @classmethod
     def load(cls, bundle_dir: str | Path, threads: int | None = None) -> Engine:
@@ -100,10 +104,20 @@ class Engine:
         return self.card.preprocessing.input_size
 
     def run(self, batch: np.ndarray, outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """Raw ONNX outputs for an N x 3 x S x S batch (preprocessed)."""
+        """Raw ONNX outputs for an N x 3 x S x S batch (preprocessed). A mirrored bundle's
+        logits are the mean of each photo's and its left-right mirror image's (the maps, the
+        embedding and the patch features stay the photo's own), here, so that calibration,
+        evaluation and the service all see the same logits."""
         names = list(outputs) if outputs is not None else self.output_names
+        mirror = self.mirrored and any(name.endswith("_logits") for name in names)
+        if mirror:
+            batch = np.concatenate([batch, batch[..., ::-1]])
         values = self.session.run(names, {self.card.preprocessing.input_name: batch})
-        return dict(zip(names, values, strict=True))
+        if not mirror:
+            return dict(zip(names, values, strict=True))
+        count = len(batch) // 2
+        return {name: (value[:count] + value[count:]) / 2 if name.endswith("_logits") else value[:count]
+                for name, value in zip(names, values, strict=True)}
 
     def predict(self, photos: Sequence[np.ndarray], batch_size: int = 16,
                 with_maps: bool = True) -> list[PhotoPrediction]:

@@ -110,3 +110,32 @@ def test_int8_bundle_loads_and_reports_its_cost(bundle: Path, run: tuple[Path, P
     assert report["size_ratio"] < 0.5  # int8 weights: about a quarter of fp32
     assert read_card(fp32).export["int8"]["size_ratio"] == report["size_ratio"]
     verify_bundle(fp32)  # only the fp32 card changed; its ONNX hash still binds
+
+
+def test_a_flip_tta_bundle_serves_the_mean_of_the_photo_and_its_mirror(
+        bundle: Path, run: tuple[Path, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint, manifest = run
+    mirrored_dir = tmp_path / "mirrored"
+    assert cli(["export", "--checkpoint", str(checkpoint), "--out", str(mirrored_dir),
+                "--parity-photos", "4", "--flip-tta"]) == 0
+    assert read_card(mirrored_dir).export["test_time_augmentation"] == "mirror"
+    plain, mirrored = Engine.load(bundle, threads=1), Engine.load(mirrored_dir, threads=1)
+    assert not plain.mirrored and mirrored.mirrored
+    rng = np.random.default_rng(0)
+    batch = rng.normal(size=(3, 3, 64, 64)).astype(np.float32)
+    batch[:, :, :, :20] += 2.0  # a bright left edge: the mirror changes the logits
+    own, flipped = plain.run(batch), plain.run(np.ascontiguousarray(batch[..., ::-1]))
+    served = mirrored.run(batch)
+    logits = [name for name in plain.output_names if name.endswith("_logits")]
+    assert any(not np.allclose(own[name], flipped[name], atol=1e-3) for name in logits)
+    for name in plain.output_names:  # same weights: the graphs are the same
+        expected = (own[name] + flipped[name]) / 2 if name in logits else own[name]
+        np.testing.assert_allclose(served[name], expected, atol=1e-5, err_msg=name)
+    # features alone are one run of the photo, not two
+    np.testing.assert_allclose(mirrored.patch_features([np.zeros((64, 64, 3), np.uint8)]),
+                               plain.patch_features([np.zeros((64, 64, 3), np.uint8)]), atol=1e-6)
+    # evaluating it with --flip-tta would mirror twice
+    code = cli(["evaluate", "--bundle", str(mirrored_dir), "--manifest", str(manifest),
+                "--out", str(tmp_path / "eval"), "--flip-tta"])
+    assert code == 2 and "already serves mirrored logits" in capsys.readouterr().err

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--worst", type=int, default=24, help="errors shown in the gallery (default 24)")
     parser.add_argument("--flip-tta", action="store_true",
                         help="average each photo's logits with its mirror image's (measures what "
-                             "test-time flips buy; the service does not flip)")
+                             "test-time flips would buy a bundle exported without --flip-tta)")
     parser.add_argument("--update-card", action="store_true",
                         help="write the metrics into the card's `metrics` (ONNX untouched)")
 
@@ -51,6 +51,9 @@ def main(args: argparse.Namespace) -> int:
         raise InputError("flip-averaged metrics do not describe the served model; "
                          "drop --flip-tta to update the card", "--update-card")
     engine = Engine.load(args.bundle)
+    if args.flip_tta and engine.mirrored:
+        raise InputError(f"{args.bundle} already serves mirrored logits (exported with "
+                         "--flip-tta); drop --flip-tta", "--flip-tta")
     manifest = read_manifest(args.manifest, engine.taxonomy)
     samples = split_samples(manifest, args.split)
     outputs = collect_logits(engine, manifest, samples, desc=f"evaluate {args.split}",
@@ -66,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
                    "path": str(engine.bundle_dir)},
         "manifest": str(manifest.path), "manifest_sha256": manifest.sha256(), "split": args.split,
         "photos": len(samples), "items": len({s.item_id for s in samples}),
-        "test_time_augmentation": "horizontal flip" if args.flip_tta else "none",
+        "test_time_augmentation": "horizontal flip" if args.flip_tta or engine.mirrored else "none",
         "heads": heads,
         "items_metrics": item_metrics(probabilities, samples, engine.taxonomy, thresholds),
         "timing": {"seconds": outputs.seconds,
