@@ -226,29 +226,35 @@ def short_run_scale(total_steps: int, full_rate_steps: int) -> float:
     return max(1, total_steps) / full_rate_steps
 
 
-def make_optimizer(model: InspectionNet, config: TrainConfig, scale: float = 1.0) -> torch.optim.AdamW:
-    """AdamW, four groups: backbone / heads x decayed weights / undecayed biases and norms, at
-    the config's rates times `scale` (`short_run_scale`)."""
+def make_optimizer(model: InspectionNet, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW, four groups: backbone / heads x decayed weights / undecayed biases and norms."""
     groups = []
-    for params, group_scale in ((model.backbone_parameters(), config.backbone_lr_scale),
-                                (model.head_parameters(), 1.0)):
+    for params, scale in ((model.backbone_parameters(), config.backbone_lr_scale),
+                          (model.head_parameters(), 1.0)):
         for decay in (True, False):
             chosen = [p for p in params if (p.ndim > 1) == decay]
-            groups.append({"params": chosen, "lr": config.lr * scale * group_scale,
+            groups.append({"params": chosen, "lr": config.lr * scale,
                            "weight_decay": config.weight_decay if decay else 0.0})
-    return torch.optim.AdamW(groups, lr=config.lr * scale)
+    return torch.optim.AdamW(groups, lr=config.lr)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Per step: the heads warm up from step 0, the backbone from the end of the frozen
-    epochs; both then follow a cosine to MIN_LR_FACTOR at the last step."""
+    epochs; both then follow a cosine to MIN_LR_FACTOR at the last step, the whole curve
+    scaled down for a short run (`short_run_scale`). Like the cosine's length, the scale is
+    the run's planned length's, so a run resumed with more epochs follows the longer plan."""
     total = config.epochs * steps_per_epoch
     warmup = max(1, round(config.warmup_epochs * steps_per_epoch))
     backbone_start = config.freeze_epochs * steps_per_epoch
-    heads = partial(warmup_cosine, start=0, warmup=warmup, total=total)
-    backbone = partial(warmup_cosine, start=backbone_start, warmup=warmup, total=total)
+    scale = short_run_scale(total, config.full_rate_steps)
+    heads = partial(scaled_warmup_cosine, scale, start=0, warmup=warmup, total=total)
+    backbone = partial(scaled_warmup_cosine, scale, start=backbone_start, warmup=warmup, total=total)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, [backbone, backbone, heads, heads])
+
+
+def scaled_warmup_cosine(scale: float, step: int, start: int, warmup: int, total: int) -> float:
+    return scale * warmup_cosine(step, start=start, warmup=warmup, total=total)
 
 
 def warmup_cosine(step: int, start: int, warmup: int, total: int) -> float:

@@ -143,11 +143,11 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     steps = min(len(train_loader), config.max_train_batches or len(train_loader))
-    lr_scale = short_run_scale(config.epochs * steps, config.full_rate_steps)
+    lr_scale = short_run_scale(config.epochs * steps, config.full_rate_steps)  # in the schedule
     if lr_scale < 1.0:
         log.info("a short run (%d optimizer steps): learning rates x %.2f, full rate from %d steps",
                  config.epochs * steps, lr_scale, config.full_rate_steps)
-    optimizer = make_optimizer(model, config, lr_scale)
+    optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, steps)
     amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
     use_amp = cuda and config.amp
