@@ -158,7 +158,7 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
                             label_smoothing=config.label_smoothing,
                             embedding_weight=config.embedding_weight)
     # best_*: the best val of all (the probe included), which best.pt keeps; tuned_*: the best
-    # fine-tuned epoch's, which early stopping watches (see `stopping_state`)
+    # fine-tuned epoch's, which early stopping watches (see `next_state`)
     state: dict[str, Any] = {"epoch": 0, "best_score": -math.inf, "best_loss": math.inf,
                              "tuned_score": -math.inf, "tuned_loss": math.inf, "stale_epochs": 0}
     run_dir = Path(config.out)
@@ -226,7 +226,8 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
             if improved:  # best.pt's model is what val scored
                 save_atomic({**checkpoint, "model": scored.state_dict()}, run_dir / "best.pt")
         if config.patience and state["stale_epochs"] >= config.patience:
-            log.info("early stop: no better val score for %d epochs", config.patience)
+            log.info("early stop: the fine-tune's val score has not improved for %d epochs",
+                     config.patience)
             break
     return run_dir
 
