@@ -234,3 +234,34 @@ def test_patience_counts_from_the_fine_tune_not_from_the_probe(
                                          [(1.0, 0.9), (2.0, 0.5), (2.5, 0.4), (2.6, 0.3),
                                           (0.5, 0.95)], "--epochs", "4", "--patience", "2")
     assert (last["epoch"], last["stale_epochs"]) == (3, 2)
+
+
+def test_mixup_at_a_share_of_one_is_the_plain_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    from inspection.taxonomy import load_taxonomy
+    from training.engine import LossSettings, compute_loss, mixup_loss
+    from training.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model(load_taxonomy(), pretrained=False).eval()
+    batch = {"image": torch.randn(3, 3, 64, 64), "category": torch.tensor([0, 1, -1])}
+    for head in model.taxonomy.heads:
+        batch[f"{head.name}_mask"] = torch.ones(3)
+        batch[head.name] = (torch.tensor([0, 1, 2]) if head.type == "single"
+                            else torch.randint(0, 2, (3, len(head.labels))).float())
+    settings = LossSettings(mixup_alpha=0.4)
+    with torch.no_grad():
+        plain, _ = compute_loss(model, model(batch["image"]), batch, settings)
+        monkeypatch.setattr("training.engine.np.random.beta", lambda *_: 1.0)
+        torch.testing.assert_close(mixup_loss(model, batch, settings), plain)
+        monkeypatch.setattr("training.engine.np.random.beta", lambda *_: 0.5)
+        assert not torch.allclose(mixup_loss(model, batch, settings), plain)
+
+
+def test_a_mixup_run_trains(manifest: Path, tmp_path: Path) -> None:
+    losses = {}
+    for alpha in ("0", "0.4"):
+        run = tmp_path / f"run{alpha}"
+        assert cli(["train", "--manifest", str(manifest), "--out", str(run), "--epochs", "1",
+                    "--mixup-alpha", alpha, *FAST]) == 0
+        losses[alpha] = json.loads((run / "history.jsonl").read_text().splitlines()[-1])["train/loss"]
+    assert losses["0.4"] != pytest.approx(losses["0"])  # the same seed, blended photos

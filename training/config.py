@@ -49,6 +49,7 @@ class TrainConfig:
     augment: str = "none"  # every preset cost accuracy on real photos (training/presets.py)
     balance: str = "weights"
     label_smoothing: float = 0.05
+    mixup_alpha: float = 0.0  # > 0: photos blended pairwise in training (engine.mixup_loss)
     ema_decay: float = 0.0  # > 0: val and best.pt use the weights' moving average (engine.WeightAverage)
     embedding_weight: float = 0.5  # weight of the category loss that shapes the embedding
     seed: int = 0
@@ -85,6 +86,8 @@ HELP = {
     "probe_steps": "fit the heads on the frozen backbone's features first, in this many steps "
                    "(training/probe.py); 0: start from random heads",
     "frozen_bn": "keep every BatchNorm's running statistics while the blocks train",
+    "mixup_alpha": "blend training photos pairwise at Beta(alpha, alpha) and their losses alike "
+                   "(e.g. 0.4); 0: off",
     "ema_decay": "average the weights over the fine-tune's steps with this decay (e.g. 0.9); val "
                  "scores and best.pt keep the average; 0: off",
     "full_rate_steps": "a run of fewer optimizer steps trains at lr x steps / this; 0: always "
@@ -181,6 +184,7 @@ def finish(config: TrainConfig) -> TrainConfig:
         ("--probe-steps", config.probe_steps >= 0, "0 or more"),
         ("--full-rate-steps", config.full_rate_steps >= 0, "0 or more"),
         ("--ema-decay", 0.0 <= config.ema_decay < 1.0, "in [0, 1)"),
+        ("--mixup-alpha", config.mixup_alpha >= 0.0, "0 or more"),
         ("--probe-lr", config.probe_lr > 0, "above 0"),
         ("--dropout", 0.0 <= config.dropout < 1.0, "in [0, 1)"),
         ("--unfreeze-blocks", config.unfreeze_blocks == "all" or 0 <= int(config.unfreeze_blocks) <= 7,

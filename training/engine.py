@@ -39,6 +39,7 @@ class LossSettings:
     weights: dict[str, torch.Tensor] = field(default_factory=dict)  # per head, from data.py
     label_smoothing: float = 0.0
     embedding_weight: float = 0.0
+    mixup_alpha: float = 0.0  # > 0: training batches go through `mixup_loss`
 
 
 def compute_loss(model: InspectionNet, outputs: dict[str, torch.Tensor], batch: Batch,
@@ -68,6 +69,19 @@ def compute_loss(model: InspectionNet, outputs: dict[str, torch.Tensor], batch: 
     return total, {name: float(value.detach()) for name, value in parts.items()}
 
 
+def mixup_loss(model: InspectionNet, batch: Batch, settings: LossSettings) -> torch.Tensor:
+    """mixup (Zhang et al., ICLR 2018): each photo blended with another of the batch at
+    lambda ~ Beta(alpha, alpha), and the loss the same blend of the two photos' losses, so every
+    head, label mask and the category loss mix alike without soft targets."""
+    share = float(np.random.beta(settings.mixup_alpha, settings.mixup_alpha))
+    partner = torch.randperm(len(batch["image"]), device=batch["image"].device)
+    outputs = model(share * batch["image"] + (1.0 - share) * batch["image"][partner])
+    own, _ = compute_loss(model, outputs, batch, settings)
+    other, _ = compute_loss(model, outputs, {key: value[partner] for key, value in batch.items()},
+                            settings)
+    return share * own + (1.0 - share) * other
+
+
 def to_device(batch: Batch, device: torch.device, channels_last: bool) -> Batch:
     moved = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
     if channels_last:
@@ -91,8 +105,10 @@ def train_one_epoch(model: InspectionNet, loader: DataLoader, optimizer: torch.o
             break
         batch = to_device(batch, device, channels_last)
         with autocast():
-            outputs = model(batch["image"])
-            loss, _ = compute_loss(model, outputs, batch, settings)
+            if settings.mixup_alpha:
+                loss = mixup_loss(model, batch, settings)
+            else:
+                loss, _ = compute_loss(model, model(batch["image"]), batch, settings)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
