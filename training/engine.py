@@ -10,6 +10,7 @@ nothing to that head's loss.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from tqdm import tqdm
 from inspection.taxonomy import Taxonomy
 from training.config import TrainConfig
 from training.model import InspectionNet
+
+log = logging.getLogger(__name__)
 
 Batch = dict[str, torch.Tensor]
 # (loss sum, rows, collected outputs) of this process -> the same over all processes
@@ -264,6 +267,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
     warmup = max(1, round(config.warmup_epochs * steps_per_epoch))
     backbone_start = config.freeze_epochs * steps_per_epoch
     scale = short_run_scale(total, config.full_rate_steps)
+    if scale < 1.0:
+        log.info("a short run (%d optimizer steps): learning rates x %.2f, full rate from %d steps",
+                 total, scale, config.full_rate_steps)
     heads = partial(scaled_warmup_cosine, scale, start=0, warmup=warmup, total=total)
     backbone = partial(scaled_warmup_cosine, scale, start=backbone_start, warmup=warmup, total=total)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, [backbone, backbone, heads, heads])

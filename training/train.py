@@ -49,7 +49,6 @@ from training.engine import (
     make_optimizer,
     make_scheduler,
     selection_key,
-    short_run_scale,
     train_one_epoch,
 )
 from training.model import InspectionNet, build_model
@@ -143,10 +142,6 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     steps = min(len(train_loader), config.max_train_batches or len(train_loader))
-    lr_scale = short_run_scale(config.epochs * steps, config.full_rate_steps)  # in the schedule
-    if lr_scale < 1.0:
-        log.info("a short run (%d optimizer steps): learning rates x %.2f, full rate from %d steps",
-                 config.epochs * steps, lr_scale, config.full_rate_steps)
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, steps)
     amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
@@ -165,8 +160,9 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
     run_dir = Path(config.out)
     if world.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+    saved_average: dict[str, torch.Tensor] | None = None  # a resumed run's weight average
     if config.resume:
-        state = restore(Path(config.resume), model, optimizer, scheduler, scaler)
+        state, saved_average = restore(Path(config.resume), model, optimizer, scheduler, scaler)
     if world.is_main:
         config.save(run_dir / "config.yaml")
     base = checkpoint_base(config, taxonomy, categories, spec, manifest)
@@ -179,9 +175,8 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
                 save_atomic({**base, **training_state(model, optimizer, scheduler, scaler),
                              "epoch": 0, "metrics": probed, **state}, run_dir / "best.pt")
     average = WeightAverage(model, config.ema_decay) if config.ema_decay else None
-    if average is not None and config.resume:
-        average.model.load_state_dict(read_checkpoint(Path(config.resume), "--resume")
-                                      .get("ema_model", model.state_dict()))
+    if average is not None and saved_average is not None:
+        average.model.load_state_dict(saved_average)
     scored = average.model if average is not None else model  # what val scores and best.pt keeps
     epochs = tqdm(range(state["epoch"], config.epochs), desc="epochs", initial=state["epoch"],
                   total=config.epochs, disable=not world.is_main)
@@ -206,9 +201,7 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
         metrics = (evaluate(scored, val_loader, settings, device, autocast, channels_last, gather,
                             progress=world.is_main)
                    if val_loader is not None else {"loss": fit["loss"], "score": -fit["loss"]})
-        improved = selection_key(metrics) > selection_key(
-            {"score": state["best_score"], "loss": state["best_loss"]})
-        state = next_state(state, metrics, epoch + 1, improved)
+        state, improved = next_state(state, metrics, epoch + 1)
         lrs = scheduler.get_last_lr()  # groups: backbone x2, heads x2
         record = {"epoch": epoch + 1, "phase": phase, "lr_backbone": lrs[0], "lr_heads": lrs[-1],
                   **{f"train/{k}": v for k, v in fit.items()}, **{f"val/{k}": v for k, v in metrics.items()}}
@@ -233,21 +226,22 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
     return run_dir
 
 
-def next_state(state: dict[str, Any], metrics: dict[str, float], epoch: int,
-               improved: bool) -> dict[str, Any]:
-    """The run's state after an epoch scored `metrics` on val (`improved`: it beat the best,
-    the probe included). Early stopping counts the epochs since the fine-tune last improved on
-    itself, not on the probe: the first fine-tuned epochs score below the probe before they
-    pass it (bottle: 0.76 -> 0.25 -> 0.47 -> 0.47 -> 0.71 -> 0.91), and counting from the
-    probe stopped `--patience 2` runs (every `train --auto` candidate) at the probe."""
+def next_state(state: dict[str, Any], metrics: dict[str, float],
+               epoch: int) -> tuple[dict[str, Any], bool]:
+    """The run's state after an epoch scored `metrics` on val, and whether it beat the best
+    of all, the probe included (then it is best.pt). Early stopping counts the epochs since the
+    fine-tune last improved on itself, not on the probe: the first fine-tuned epochs score below
+    the probe before they pass it (bottle: 0.76 -> 0.25 -> 0.47 -> 0.47 -> 0.71 -> 0.91), and
+    counting from the probe stopped `--patience 2` runs (every `train --auto` candidate) at it."""
+    best = {"score": state["best_score"], "loss": state["best_loss"]}
     tuned = {"score": state["tuned_score"], "loss": state["tuned_loss"]}
+    improved = selection_key(metrics) > selection_key(best)
     still_improving = selection_key(metrics) > selection_key(tuned)
-    if still_improving:
-        tuned = metrics
-    best = metrics if improved else {"score": state["best_score"], "loss": state["best_loss"]}
+    best = metrics if improved else best
+    tuned = metrics if still_improving else tuned
     return {"epoch": epoch, "best_score": best["score"], "best_loss": best["loss"],
             "tuned_score": tuned["score"], "tuned_loss": tuned["loss"],
-            "stale_epochs": 0 if still_improving else state["stale_epochs"] + 1}
+            "stale_epochs": 0 if still_improving else state["stale_epochs"] + 1}, improved
 
 
 def probe_stage(model: InspectionNet, train_loader: DataLoader, val_loader: DataLoader | None,
@@ -364,7 +358,9 @@ def checkpoint_base(config: TrainConfig, taxonomy: Taxonomy, categories: list[st
 
 def restore(path: Path, model: InspectionNet, optimizer: torch.optim.Optimizer,
             scheduler: torch.optim.lr_scheduler.LRScheduler,
-            scaler: torch.amp.GradScaler | None) -> dict[str, Any]:
+            scaler: torch.amp.GradScaler | None) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+    """The run's state from a last.pt, with the weights loaded into `model` and the training
+    state into the rest; the weight average saved beside them (`--ema-decay`), if any."""
     checkpoint = read_checkpoint(path, "--resume")
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
@@ -375,10 +371,11 @@ def restore(path: Path, model: InspectionNet, optimizer: torch.optim.Optimizer,
     # best_loss: absent from checkpoints written before ties were broken by the val loss;
     # tuned_*: before the probe, the best epoch was always a fine-tuned one
     best_loss = checkpoint.get("best_loss", math.inf)
-    return {"best_loss": best_loss,
-            "tuned_score": checkpoint.get("tuned_score", checkpoint["best_score"]),
-            "tuned_loss": checkpoint.get("tuned_loss", best_loss),
-            **{key: checkpoint[key] for key in ("epoch", "best_score", "stale_epochs")}}
+    state = {"best_loss": best_loss,
+             "tuned_score": checkpoint.get("tuned_score", checkpoint["best_score"]),
+             "tuned_loss": checkpoint.get("tuned_loss", best_loss),
+             **{key: checkpoint[key] for key in ("epoch", "best_score", "stale_epochs")}}
+    return state, checkpoint.get("ema_model")
 
 
 def read_checkpoint(path: Path, option: str) -> dict[str, Any]:
