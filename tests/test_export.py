@@ -3,6 +3,7 @@ to its card; a failed check leaves nothing behind."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -135,7 +136,19 @@ def test_a_flip_tta_bundle_serves_the_mean_of_the_photo_and_its_mirror(
     # features alone are one run of the photo, not two
     np.testing.assert_allclose(mirrored.patch_features([np.zeros((64, 64, 3), np.uint8)]),
                                plain.patch_features([np.zeros((64, 64, 3), np.uint8)]), atol=1e-6)
-    # evaluating it with --flip-tta would mirror twice
+    # `evaluate --flip-tta` on the plain bundle measures exactly what the mirrored one serves ...
+    runs = {"flipped": (bundle, ["--flip-tta"]), "served": (mirrored_dir, []), "plain": (bundle, [])}
+    for name, (folder, flags) in runs.items():
+        assert cli(["evaluate", "--bundle", str(folder), "--manifest", str(manifest),
+                    "--split", "val", "--out", str(tmp_path / name), *flags]) == 0
+    flipped, served_metrics, plain_metrics = (json.loads((tmp_path / name / "metrics.json").read_text())
+                                              for name in runs)
+    assert flipped["test_time_augmentation"] == served_metrics["test_time_augmentation"] == "horizontal flip"
+    ece = {name: [metrics["heads"][head]["ece"] for head in ("condition", "damage", "accessories")]
+           for name, metrics in zip(runs, (flipped, served_metrics, plain_metrics), strict=True)}
+    np.testing.assert_allclose(ece["flipped"], ece["served"], atol=1e-6)
+    assert not np.allclose(ece["flipped"], ece["plain"], atol=1e-6)  # the flip did change them
+    # ... and evaluating the mirrored bundle with --flip-tta would mirror twice
     code = cli(["evaluate", "--bundle", str(mirrored_dir), "--manifest", str(manifest),
                 "--out", str(tmp_path / "eval"), "--flip-tta"])
     assert code == 2 and "already serves mirrored logits" in capsys.readouterr().err

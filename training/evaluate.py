@@ -54,10 +54,11 @@ def main(args: argparse.Namespace) -> int:
     if args.flip_tta and engine.mirrored:
         raise InputError(f"{args.bundle} already serves mirrored logits (exported with "
                          "--flip-tta); drop --flip-tta", "--flip-tta")
+    if args.flip_tta:  # exactly what the bundle would serve if exported with --flip-tta
+        engine.mirrored = True
     manifest = read_manifest(args.manifest, engine.taxonomy)
     samples = split_samples(manifest, args.split)
-    outputs = collect_logits(engine, manifest, samples, desc=f"evaluate {args.split}",
-                             flip=args.flip_tta)
+    outputs = collect_logits(engine, manifest, samples, desc=f"evaluate {args.split}")
     card = engine.card
     thresholds = {**default_thresholds(engine.taxonomy), **card.thresholds}
     probabilities = {head.name: head_probabilities(outputs.logits[head.name], head,
@@ -69,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
                    "path": str(engine.bundle_dir)},
         "manifest": str(manifest.path), "manifest_sha256": manifest.sha256(), "split": args.split,
         "photos": len(samples), "items": len({s.item_id for s in samples}),
-        "test_time_augmentation": "horizontal flip" if args.flip_tta or engine.mirrored else "none",
+        "test_time_augmentation": "horizontal flip" if engine.mirrored else "none",
         "heads": heads,
         "items_metrics": item_metrics(probabilities, samples, engine.taxonomy, thresholds),
         "timing": {"seconds": outputs.seconds,

@@ -48,9 +48,9 @@ def split_samples(manifest: Manifest, split: str, option: str = "--split") -> li
 
 
 def collect_logits(engine: Engine, manifest: Manifest, samples: list[Sample],
-                   desc: str = "scoring", flip: bool = False) -> SplitOutputs:
-    """With `flip`, each photo's logits are the mean of the photo's and its mirror image's
-    (test-time augmentation; the service does not do this)."""
+                   desc: str = "scoring") -> SplitOutputs:
+    """Every head's logits for `samples`, as the engine serves them (a mirrored engine's are
+    the mean of each photo's and its mirror image's: `Engine.run`)."""
     names = [f"{head.name}_logits" for head in engine.taxonomy.heads]
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}
     paths = [manifest.image_path(sample) for sample in samples]
@@ -60,9 +60,6 @@ def collect_logits(engine: Engine, manifest: Manifest, samples: list[Sample],
             chunk = paths[start:start + LOAD_BATCH]
             photos = [model_photo(path, engine.card.preprocessing) for path in chunk]
             raw = _run_chunk(engine, photos, names)
-            if flip:  # a mirror before resize and centre crop is a mirror of the model input
-                mirrored = _run_chunk(engine, [photo[:, ::-1] for photo in photos], names)
-                raw = {name: (raw[name] + mirrored[name]) / 2 for name in names}
             for name in names:
                 chunks[name].append(raw[name])
             progress.update(len(photos))
