@@ -12,11 +12,22 @@ For each fine-tuned bottle bundle of `bench/recipe_table.py` (runs/recipes/mvtec
 3. a logistic regression on those map figures alone, trained on the train + val defect photos
    (7-11 per kind), giving each photo a defect-kind distribution that never saw the head's output.
 
-Decision at test time: the head's call when it says good; otherwise the defect kind maximising
-the product of the head's and the map's distributions (two estimators, neither trained on the
-other's output). Test macro-F1 of the head alone and of the combination, per seed.
+Two rules, each on the head's probabilities, neither estimator trained on the other's output:
 
-    python bench/anomaly_plus_heads.py [--variant none] [--seeds 0 1 2] [--runs R --manifest M]
+- **extent** (which defect kind): the head's call when it says good; otherwise the defect kind
+  maximising the product of the head's and the map's distributions;
+- **second opinion** (whether good): the photo's anomaly score, turned into P(defect | score) by a
+  logistic regression on the log score of the val goods (never in the bank) against the train +
+  val defect photos, class-balanced so its prior is one half; the head's good probability is
+  multiplied by (1 - q) / 0.5 and each defect kind's by q / 0.5, then renormalised (a product of
+  experts). Where the detector separates goods from defects well the head's doubtful goods are
+  overruled; where it does not, q stays near one half and the head decides.
+
+Test macro-F1 of the head alone and of each rule, per seed. `--flip` averages each photo's
+logits with its mirror image's, as a bundle exported with `--flip-tta` is served.
+
+    python bench/anomaly_plus_heads.py [--variant V] [--seeds 0 1 2] [--runs R --manifest M]
+        [--good-label good] [--flip]
 """
 
 from __future__ import annotations
@@ -63,29 +74,41 @@ def map_figures(maps: np.ndarray, normaliser: float) -> np.ndarray:
                             *((flat > level).mean(axis=1) for level in (1.0, 1.5, 2.0))])
 
 
+def second_opinion(head: np.ndarray, good_column: int, defect_probability: np.ndarray) -> np.ndarray:
+    """The head's probabilities (N x K) reweighted by the anomaly detector's P(defect) per photo
+    (its prior one half): good by (1 - q) / 0.5, every defect kind by q / 0.5, renormalised."""
+    weights = np.repeat((2.0 * defect_probability)[:, None], head.shape[1], axis=1)
+    weights[:, good_column] = 2.0 * (1.0 - defect_probability)
+    fused = head * weights
+    return fused / fused.sum(axis=1, keepdims=True)
+
+
 def macro_f1(truth: list[str], predicted: list[str]) -> float:
     from sklearn.metrics import f1_score
     return float(f1_score(truth, predicted, average="macro"))
 
 
-def one_seed(bundle: Path, manifest_path: Path) -> tuple[float, float]:
+def one_seed(bundle: Path, manifest_path: Path, good: str, flip: bool) -> tuple[float, float, float]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     from training.anomaly.patchcore import PatchCore
 
     engine = Engine.load(bundle, threads=1)
-    labels = engine.taxonomy.head("defect").labels
+    engine.mirrored = flip
+    labels = [GOOD if label == good else label for label in engine.taxonomy.head("defect").labels]
     manifest = read_manifest(manifest_path)
     rows = {split: [s for s in manifest.samples if s.split == split] for split in ("train", "val", "test")}
-    kinds = {split: [s.labels["defect"][0] for s in rows[split]] for split in rows}
+    kinds = {split: [GOOD if s.labels["defect"][0] == good else s.labels["defect"][0]
+                     for s in rows[split]] for split in rows}
     outputs = {split: model_outputs(engine, [manifest.image_path(s) for s in rows[split]])
                for split in rows}
     good_train = outputs["train"][1][[k == GOOD for k in kinds["train"]]]
     detector = PatchCore.fit(good_train, 0.01, progress=False)
     val_good = outputs["val"][1][[k == GOOD for k in kinds["val"]]]
     normaliser = float(np.quantile(detector.score(val_good)[0], 0.95))
-    figures = {split: map_figures(detector.score(outputs[split][1])[1], normaliser) for split in rows}
+    scored = {split: detector.score(outputs[split][1]) for split in rows}
+    figures = {split: map_figures(scored[split][1], normaliser) for split in rows}
     defect_rows = {split: [i for i, k in enumerate(kinds[split]) if k != GOOD] for split in rows}
     train_x = np.concatenate([figures[s][defect_rows[s]] for s in ("train", "val")])
     train_y = [kinds[s][i] for s in ("train", "val") for i in defect_rows[s]]
@@ -102,15 +125,26 @@ def one_seed(bundle: Path, manifest_path: Path) -> tuple[float, float]:
         scores = {kind: head[index][labels.index(kind)] * map_probabilities[index][column]
                   for column, kind in enumerate(extent.classes_)}
         combined.append(max(scores, key=scores.__getitem__))
-    return macro_f1(kinds["test"], alone), macro_f1(kinds["test"], combined)
+    log_score = {split: np.log(scored[split][0])[:, None] for split in rows}
+    goods_vs_defects = np.concatenate([log_score["val"][[k == GOOD for k in kinds["val"]]],
+                                       *(log_score[s][defect_rows[s]] for s in ("train", "val"))])
+    is_defect = np.r_[np.zeros(len(goods_vs_defects) - len(train_y)), np.ones(len(train_y))]
+    opinion = LogisticRegression(class_weight="balanced").fit(goods_vs_defects, is_defect)
+    fused = second_opinion(head, labels.index(GOOD), opinion.predict_proba(log_score["test"])[:, 1])
+    seconded = [labels[i] for i in fused.argmax(axis=1)]
+    return (macro_f1(kinds["test"], alone), macro_f1(kinds["test"], combined),
+            macro_f1(kinds["test"], seconded))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variant", default="none", help="runs/recipes/mvtec_bottle/<variant>-seed<N>")
+    parser.add_argument("--variant", default="probe,-frozen-bn",
+                        help="<runs>/<variant>-seed<N>: the recipe table's LP-FT runs (the defaults)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs", type=Path, default=RUNS)
     parser.add_argument("--manifest", type=Path, default=MANIFEST)
+    parser.add_argument("--good-label", default=GOOD, help="the defect head's label for no defect")
+    parser.add_argument("--flip", action="store_true", help="average with the mirror image")
     args = parser.parse_args()
     print(f"machine: {describe()}")
     bundles = [args.runs / f"{args.variant}-seed{seed}" / "bundle" for seed in args.seeds]
@@ -118,10 +152,12 @@ def main() -> int:
     if missing or not args.manifest.is_file():
         print(f"run bench/recipe_table.py first: missing {missing or args.manifest}", file=sys.stderr)
         return 2
-    results = [one_seed(bundle, args.manifest) for bundle in bundles]
-    for seed, (alone, combined) in zip(args.seeds, results, strict=True):
-        print(f"seed {seed}: head alone {alone:.3f}, head x anomaly-map extent {combined:.3f}")
-    for name, column in (("head alone", 0), ("head x anomaly-map extent", 1)):
+    results = [one_seed(bundle, args.manifest, args.good_label, args.flip) for bundle in bundles]
+    for seed, (alone, combined, seconded) in zip(args.seeds, results, strict=True):
+        print(f"seed {seed}: head alone {alone:.3f}, head x anomaly-map extent {combined:.3f}, "
+              f"head x anomaly score's second opinion {seconded:.3f}")
+    for name, column in (("head alone", 0), ("head x anomaly-map extent", 1),
+                         ("head x anomaly score's second opinion", 2)):
         values = [r[column] for r in results]
         print(f"{name}: {statistics.mean(values):.3f} ± {statistics.pstdev(values):.3f}")
     return 0
