@@ -28,6 +28,9 @@ logits with its mirror image's, as a bundle exported with `--flip-tta` is served
 
     python bench/anomaly_plus_heads.py [--variant V] [--seeds 0 1 2] [--runs R --manifest M]
         [--good-label good] [--flip]
+    # few defects, every good photo (bench/learning_curves_finetune.py --every-good):
+    python bench/anomaly_plus_heads.py --runs runs/curves/mvtec_bottle/default-every-good --variant 5 \\
+        --manifest 'datasets/work/mvtec_bottle/curve-5-every-good-seed{seed}.csv'
 """
 
 from __future__ import annotations
@@ -88,7 +91,21 @@ def macro_f1(truth: list[str], predicted: list[str]) -> float:
     return float(f1_score(truth, predicted, average="macro"))
 
 
-def one_seed(bundle: Path, manifest_path: Path, good: str, flip: bool) -> tuple[float, float, float]:
+def extent_calls(probabilities: np.ndarray, labels: list[str], map_probabilities: np.ndarray,
+                 kinds: list[str]) -> list[str]:
+    """The head's call when it says good; otherwise the defect kind maximising the product of
+    the head's and the map extent's distributions."""
+    calls = []
+    for row, map_row in zip(probabilities, map_probabilities, strict=True):
+        call = labels[int(row.argmax())]
+        if call != GOOD:
+            scores = {kind: row[labels.index(kind)] * map_row[column] for column, kind in enumerate(kinds)}
+            call = max(scores, key=scores.__getitem__)
+        calls.append(call)
+    return calls
+
+
+def one_seed(bundle: Path, manifest_path: Path, good: str, flip: bool) -> dict[str, float]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -115,25 +132,19 @@ def one_seed(bundle: Path, manifest_path: Path, good: str, flip: bool) -> tuple[
     scaler = StandardScaler().fit(train_x)
     extent = LogisticRegression(max_iter=2000, C=1.0).fit(scaler.transform(train_x), train_y)
     head = outputs["test"][0]
-    alone = [labels[i] for i in head.argmax(axis=1)]
     map_probabilities = extent.predict_proba(scaler.transform(figures["test"]))
-    combined = []
-    for index, call in enumerate(alone):
-        if call == GOOD:
-            combined.append(call)
-            continue
-        scores = {kind: head[index][labels.index(kind)] * map_probabilities[index][column]
-                  for column, kind in enumerate(extent.classes_)}
-        combined.append(max(scores, key=scores.__getitem__))
     log_score = {split: np.log(scored[split][0])[:, None] for split in rows}
     goods_vs_defects = np.concatenate([log_score["val"][[k == GOOD for k in kinds["val"]]],
                                        *(log_score[s][defect_rows[s]] for s in ("train", "val"))])
     is_defect = np.r_[np.zeros(len(goods_vs_defects) - len(train_y)), np.ones(len(train_y))]
     opinion = LogisticRegression(class_weight="balanced").fit(goods_vs_defects, is_defect)
     fused = second_opinion(head, labels.index(GOOD), opinion.predict_proba(log_score["test"])[:, 1])
-    seconded = [labels[i] for i in fused.argmax(axis=1)]
-    return (macro_f1(kinds["test"], alone), macro_f1(kinds["test"], combined),
-            macro_f1(kinds["test"], seconded))
+    calls = {"head alone": [labels[i] for i in head.argmax(axis=1)],
+             "extent": extent_calls(head, labels, map_probabilities, list(extent.classes_)),
+             "second opinion": [labels[i] for i in fused.argmax(axis=1)],
+             "second opinion, then extent": extent_calls(fused, labels, map_probabilities,
+                                                         list(extent.classes_))}
+    return {rule: macro_f1(kinds["test"], called) for rule, called in calls.items()}
 
 
 def main() -> int:
@@ -142,23 +153,26 @@ def main() -> int:
                         help="<runs>/<variant>-seed<N>: the recipe table's LP-FT runs (the defaults)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs", type=Path, default=RUNS)
-    parser.add_argument("--manifest", type=Path, default=MANIFEST)
+    parser.add_argument("--manifest", default=str(MANIFEST),
+                        help="the runs' manifest; `{seed}` in it stands for each seed (learning-curve "
+                             "subsets: datasets/work/D/curve-5-every-good-seed{seed}.csv)")
     parser.add_argument("--good-label", default=GOOD, help="the defect head's label for no defect")
     parser.add_argument("--flip", action="store_true", help="average with the mirror image")
     args = parser.parse_args()
     print(f"machine: {describe()}")
     bundles = [args.runs / f"{args.variant}-seed{seed}" / "bundle" for seed in args.seeds]
     missing = [str(b) for b in bundles if not (b / "model.onnx").is_file()]
-    if missing or not args.manifest.is_file():
-        print(f"run bench/recipe_table.py first: missing {missing or args.manifest}", file=sys.stderr)
+    manifests = [Path(args.manifest.format(seed=seed)) for seed in args.seeds]
+    missing += [str(m) for m in manifests if not m.is_file()]
+    if missing:
+        print(f"run bench/recipe_table.py first: missing {missing}", file=sys.stderr)
         return 2
-    results = [one_seed(bundle, args.manifest, args.good_label, args.flip) for bundle in bundles]
-    for seed, (alone, combined, seconded) in zip(args.seeds, results, strict=True):
-        print(f"seed {seed}: head alone {alone:.3f}, head x anomaly-map extent {combined:.3f}, "
-              f"head x anomaly score's second opinion {seconded:.3f}")
-    for name, column in (("head alone", 0), ("head x anomaly-map extent", 1),
-                         ("head x anomaly score's second opinion", 2)):
-        values = [r[column] for r in results]
+    results = [one_seed(bundle, manifest, args.good_label, args.flip)
+               for bundle, manifest in zip(bundles, manifests, strict=True)]
+    for seed, result in zip(args.seeds, results, strict=True):
+        print(f"seed {seed}: " + ", ".join(f"{rule} {value:.3f}" for rule, value in result.items()))
+    for name in results[0]:
+        values = [r[name] for r in results]
         print(f"{name}: {statistics.mean(values):.3f} ± {statistics.pstdev(values):.3f}")
     return 0
 
