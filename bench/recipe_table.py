@@ -60,6 +60,7 @@ VARIANTS = {  # name -> train flags on top of the defaults (training/config.py, 
     "sampler": ["--balance", "sampler"],  # balanced batches instead of a class-weighted loss
     "no label smoothing": ["--label-smoothing", "0"],
     "mixup 0.4": ["--mixup-alpha", "0.4"],
+    "cutmix 1.0": ["--cutmix-alpha", "1.0"],
     "ema 0.9": ["--ema-decay", "0.9"],  # val and best.pt: the weights' moving average
     "lite1 240 px": ["--backbone", "efficientnet_lite1", "--input-size", "240"],
     "lite2 260 px": ["--backbone", "efficientnet_lite2", "--input-size", "260"],

@@ -257,11 +257,47 @@ def test_mixup_at_a_share_of_one_is_the_plain_loss(monkeypatch: pytest.MonkeyPat
         assert not torch.allclose(mixup_loss(model, batch, settings), plain)
 
 
+def test_cutmix_with_no_box_or_a_whole_photo_box_is_the_plain_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Share 1: nothing pasted. Share 0: each photo wholly its partner's, with its partner's
+    labels, which the batch-mean loss cannot tell from the batch itself. In between it differs."""
+    from inspection.taxonomy import load_taxonomy
+    from training.engine import LossSettings, compute_loss, cutmix_loss
+    from training.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model(load_taxonomy(), pretrained=False).eval()
+    batch = {"image": torch.randn(3, 3, 64, 64), "category": torch.tensor([0, 1, -1])}
+    for head in model.taxonomy.heads:
+        batch[f"{head.name}_mask"] = torch.ones(3)
+        batch[head.name] = (torch.tensor([0, 1, 2]) if head.type == "single"
+                            else torch.randint(0, 2, (3, len(head.labels))).float())
+    settings = LossSettings(cutmix_alpha=1.0)
+    monkeypatch.setattr("training.engine.np.random.randint", lambda side: side // 2)  # centred box
+    with torch.no_grad():
+        plain, _ = compute_loss(model, model(batch["image"]), batch, settings)
+        for share in (1.0, 0.0):
+            monkeypatch.setattr("training.engine.np.random.beta", lambda *_, s=share: s)
+            torch.testing.assert_close(cutmix_loss(model, batch, settings), plain)
+        monkeypatch.setattr("training.engine.np.random.beta", lambda *_: 0.5)
+        monkeypatch.setattr("training.engine.torch.randperm", lambda n, device=None: torch.tensor([1, 2, 0]))
+        assert not torch.allclose(cutmix_loss(model, batch, settings), plain)
+
+
+def test_mixup_and_cutmix_are_one_at_a_time(manifest: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["train", "--manifest", str(manifest), "--out", str(tmp_path / "run"),
+                "--mixup-alpha", "0.4", "--cutmix-alpha", "1", *FAST]) == 2
+    assert "--cutmix-alpha" in capsys.readouterr().err
+
+
 def test_a_mixup_run_trains(manifest: Path, tmp_path: Path) -> None:
     losses = {}
-    for alpha in ("0", "0.4"):
-        run = tmp_path / f"run{alpha}"
+    for name, flags in (("plain", []), ("mixup", ["--mixup-alpha", "0.4"]),
+                        ("cutmix", ["--cutmix-alpha", "1.0"])):
+        run = tmp_path / name
         assert cli(["train", "--manifest", str(manifest), "--out", str(run), "--epochs", "1",
-                    "--mixup-alpha", alpha, *FAST]) == 0
-        losses[alpha] = json.loads((run / "history.jsonl").read_text().splitlines()[-1])["train/loss"]
-    assert losses["0.4"] != pytest.approx(losses["0"])  # the same seed, blended photos
+                    *flags, *FAST]) == 0
+        losses[name] = json.loads((run / "history.jsonl").read_text().splitlines()[-1])["train/loss"]
+    # the same seed, mixed photos
+    assert losses["mixup"] != pytest.approx(losses["plain"])
+    assert losses["cutmix"] != pytest.approx(losses["plain"])

@@ -50,6 +50,7 @@ class TrainConfig:
     balance: str = "weights"
     label_smoothing: float = 0.05
     mixup_alpha: float = 0.0  # > 0: photos blended pairwise in training (engine.mixup_loss)
+    cutmix_alpha: float = 0.0  # > 0: a box of another photo pasted in (engine.cutmix_loss)
     ema_decay: float = 0.0  # > 0: val and best.pt use the weights' moving average (engine.WeightAverage)
     embedding_weight: float = 0.5  # weight of the category loss that shapes the embedding
     seed: int = 0
@@ -88,6 +89,8 @@ HELP = {
     "frozen_bn": "keep every BatchNorm's running statistics while the blocks train",
     "mixup_alpha": "blend training photos pairwise at Beta(alpha, alpha) and their losses alike "
                    "(e.g. 0.4); 0: off",
+    "cutmix_alpha": "paste a box of another training photo into each, its area ~ Beta(alpha, "
+                    "alpha), and blend the two losses by area (e.g. 1.0); 0: off",
     "ema_decay": "average the weights over the fine-tune's steps with this decay (e.g. 0.9); val "
                  "scores and best.pt keep the average; 0: off",
     "full_rate_steps": "a run of fewer optimizer steps trains at lr x steps / this; 0: always "
@@ -185,6 +188,8 @@ def finish(config: TrainConfig) -> TrainConfig:
         ("--full-rate-steps", config.full_rate_steps >= 0, "0 or more"),
         ("--ema-decay", 0.0 <= config.ema_decay < 1.0, "in [0, 1)"),
         ("--mixup-alpha", config.mixup_alpha >= 0.0, "0 or more"),
+        ("--cutmix-alpha", config.cutmix_alpha >= 0.0 and not (config.cutmix_alpha and config.mixup_alpha),
+         "0 or more, and 0 when --mixup-alpha is set (one way of mixing photos at a time)"),
         ("--probe-lr", config.probe_lr > 0, "above 0"),
         ("--dropout", 0.0 <= config.dropout < 1.0, "in [0, 1)"),
         ("--unfreeze-blocks", config.unfreeze_blocks == "all" or 0 <= int(config.unfreeze_blocks) <= 7,

@@ -43,6 +43,7 @@ class LossSettings:
     label_smoothing: float = 0.0
     embedding_weight: float = 0.0
     mixup_alpha: float = 0.0  # > 0: training batches go through `mixup_loss`
+    cutmix_alpha: float = 0.0  # > 0: through `cutmix_loss`
 
 
 def compute_loss(model: InspectionNet, outputs: dict[str, torch.Tensor], batch: Batch,
@@ -85,6 +86,29 @@ def mixup_loss(model: InspectionNet, batch: Batch, settings: LossSettings) -> to
     return share * own + (1.0 - share) * other
 
 
+def cutmix_loss(model: InspectionNet, batch: Batch, settings: LossSettings) -> torch.Tensor:
+    """CutMix (Yun et al., ICCV 2019): a box of another photo of the batch pasted into each,
+    its share of the area drawn from Beta(alpha, alpha) (clipped at the border), and the loss the
+    same share of the two photos' losses, as in `mixup_loss`. Unlike mixup every pixel stays a real
+    photo's, so a crack or a stain is never faded, only sometimes covered."""
+    images = batch["image"]
+    side_y, side_x = images.shape[-2:]
+    share = float(np.random.beta(settings.cutmix_alpha, settings.cutmix_alpha))
+    height, width = round(side_y * math.sqrt(1.0 - share)), round(side_x * math.sqrt(1.0 - share))
+    centre_y, centre_x = np.random.randint(side_y), np.random.randint(side_x)
+    top, bottom = max(centre_y - height // 2, 0), min(centre_y + height - height // 2, side_y)
+    left, right = max(centre_x - width // 2, 0), min(centre_x + width - width // 2, side_x)
+    partner = torch.randperm(len(images), device=images.device)
+    mixed = images.clone()
+    mixed[..., top:bottom, left:right] = images[partner][..., top:bottom, left:right]
+    own_share = 1.0 - (bottom - top) * (right - left) / (side_y * side_x)
+    outputs = model(mixed)
+    own, _ = compute_loss(model, outputs, batch, settings)
+    other, _ = compute_loss(model, outputs, {key: value[partner] for key, value in batch.items()},
+                            settings)
+    return own_share * own + (1.0 - own_share) * other
+
+
 def to_device(batch: Batch, device: torch.device, channels_last: bool) -> Batch:
     moved = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
     if channels_last:
@@ -110,6 +134,8 @@ def train_one_epoch(model: InspectionNet, loader: DataLoader, optimizer: torch.o
         with autocast():
             if settings.mixup_alpha:
                 loss = mixup_loss(model, batch, settings)
+            elif settings.cutmix_alpha:
+                loss = cutmix_loss(model, batch, settings)
             else:
                 loss, _ = compute_loss(model, model(batch["image"]), batch, settings)
         optimizer.zero_grad(set_to_none=True)

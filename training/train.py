@@ -152,7 +152,7 @@ def train_in_world(config: TrainConfig, world: World, device: torch.device, taxo
                             if config.balance == "weights" else {},
                             label_smoothing=config.label_smoothing,
                             embedding_weight=config.embedding_weight,
-                            mixup_alpha=config.mixup_alpha)
+                            mixup_alpha=config.mixup_alpha, cutmix_alpha=config.cutmix_alpha)
     # best_*: the best val of all (the probe included), which best.pt keeps; tuned_*: the best
     # fine-tuned epoch's, which early stopping watches (see `next_state`)
     state: dict[str, Any] = {"epoch": 0, "best_score": -math.inf, "best_loss": math.inf,
