@@ -106,7 +106,7 @@ def main() -> int:
     for dataset, points in table.items():
         cells = " | ".join(f"{statistics.fmean(v):.3f} ± {statistics.pstdev(v):.3f}"
                            for v in points.values())
-        print(f"| {dataset}, fine-tuned ({args.variant}) | {cells} |")
+        print(f"| {dataset}, fine-tuned ({name}) | {cells} |")
     return 0
 
 
