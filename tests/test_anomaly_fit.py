@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,25 @@ def test_fit_names_an_unknown_category(tmp_path: Path, capsys: pytest.CaptureFix
     code = cli_main(["anomaly", "fit", "--bundle", str(bundle), "--manifest", str(manifest),
                      "--categories", "bike"])
     assert code == 2 and "bike" in capsys.readouterr().err
+
+
+def test_a_manifest_without_categories_needs_one_named(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    """A set of one product line (MVTec's bottle) has no category column: `anomaly fit` says so
+    instead of fitting nothing, and `--as-category` names it."""
+    from inspection.manifest import read_manifest
+    bundle = build_bundle(tmp_path / "bundle", size=32)
+    manifest = read_manifest(_manifest(tmp_path))
+    phones = [replace(s, category="") for s in manifest.samples if s.category == "phone"]
+    uncategorised = write_manifest(tmp_path / "bottle.csv", phones, HEADS)
+    fit = ["anomaly", "fit", "--bundle", str(bundle), "--manifest", str(uncategorised),
+           "--coreset-ratio", "0.5", "--no-references"]
+    assert cli_main(fit) == 2 and "--as-category" in capsys.readouterr().err
+    assert "bottle" not in read_card(bundle).anomaly
+    assert cli_main([*fit, "--as-category", "bottle"]) == 0
+    card = verify_bundle(bundle)
+    assert list(card.anomaly) == ["bottle"] and card.anomaly["bottle"]["fitted_on"]["train"] == 8
+    assert AnomalyDetectors.load(bundle, card).has("bottle")
 
 
 def _item_on_tray(colour: int) -> np.ndarray:

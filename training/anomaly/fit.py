@@ -13,7 +13,7 @@ import argparse
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -50,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=Path, required=True)
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--categories", nargs="*", help="default: every category in the manifest")
+    parser.add_argument("--as-category", metavar="NAME",
+                        help="photos without a category count as category NAME (a set of one "
+                             "product line, e.g. MVTec's bottle); the service scores requests "
+                             "naming it")
     parser.add_argument("--coreset-ratio", type=float, default=0.01,
                         help="share of patches kept; 0.01 keeps the detector within 1.5x latency")
     parser.add_argument("--max-bank", type=int, default=None,
@@ -212,11 +216,23 @@ def fit_references(engine: Engine, manifest: Manifest, categories: Sequence[str]
     return references, thresholds, report
 
 
+def with_category(manifest: Manifest, category: str) -> Manifest:
+    """The manifest with `category` given to every photo that has none."""
+    samples = [sample if sample.category else replace(sample, category=category)
+               for sample in manifest.samples]
+    return replace(manifest, samples=samples)
+
+
 def main(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     engine = Engine.load(args.bundle, threads=max(1, args.threads))
     manifest = read_manifest(args.manifest)
+    if args.as_category:
+        manifest = with_category(manifest, args.as_category)
     known = sorted({s.category for s in manifest.samples if s.category})
+    if not known:  # detectors are per category: fitting none would change nothing, silently
+        raise InputError(f"{manifest.path} gives no photo a category; add a `category` column or "
+                         "pass --as-category NAME", "--manifest")
     categories = args.categories or known
     missing = sorted(set(categories) - set(known))
     if missing:
