@@ -236,9 +236,9 @@ def test_patience_counts_from_the_fine_tune_not_from_the_probe(
     assert (last["epoch"], last["stale_epochs"]) == (3, 2)
 
 
-def test_mixup_at_a_share_of_one_is_the_plain_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+def _random_model_and_batch() -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+    """An untrained model of the default taxonomy and a labelled batch of three noise photos."""
     from inspection.taxonomy import load_taxonomy
-    from training.engine import LossSettings, compute_loss, mixup_loss
     from training.model import build_model
 
     torch.manual_seed(0)
@@ -248,6 +248,13 @@ def test_mixup_at_a_share_of_one_is_the_plain_loss(monkeypatch: pytest.MonkeyPat
         batch[f"{head.name}_mask"] = torch.ones(3)
         batch[head.name] = (torch.tensor([0, 1, 2]) if head.type == "single"
                             else torch.randint(0, 2, (3, len(head.labels))).float())
+    return model, batch
+
+
+def test_mixup_at_a_share_of_one_is_the_plain_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    from training.engine import LossSettings, compute_loss, mixup_loss
+
+    model, batch = _random_model_and_batch()
     settings = LossSettings(mixup_alpha=0.4)
     with torch.no_grad():
         plain, _ = compute_loss(model, model(batch["image"]), batch, settings)
@@ -260,17 +267,9 @@ def test_mixup_at_a_share_of_one_is_the_plain_loss(monkeypatch: pytest.MonkeyPat
 def test_cutmix_with_no_box_or_a_whole_photo_box_is_the_plain_loss(monkeypatch: pytest.MonkeyPatch) -> None:
     """Share 1: nothing pasted. Share 0: each photo wholly its partner's, with its partner's
     labels, which the batch-mean loss cannot tell from the batch itself. In between it differs."""
-    from inspection.taxonomy import load_taxonomy
     from training.engine import LossSettings, compute_loss, cutmix_loss
-    from training.model import build_model
 
-    torch.manual_seed(0)
-    model = build_model(load_taxonomy(), pretrained=False).eval()
-    batch = {"image": torch.randn(3, 3, 64, 64), "category": torch.tensor([0, 1, -1])}
-    for head in model.taxonomy.heads:
-        batch[f"{head.name}_mask"] = torch.ones(3)
-        batch[head.name] = (torch.tensor([0, 1, 2]) if head.type == "single"
-                            else torch.randint(0, 2, (3, len(head.labels))).float())
+    model, batch = _random_model_and_batch()
     settings = LossSettings(cutmix_alpha=1.0)
     monkeypatch.setattr("training.engine.np.random.randint", lambda side: side // 2)  # centred box
     with torch.no_grad():

@@ -80,6 +80,12 @@ def mixup_loss(model: InspectionNet, batch: Batch, settings: LossSettings) -> to
     share = float(np.random.beta(settings.mixup_alpha, settings.mixup_alpha))
     partner = torch.randperm(len(batch["image"]), device=batch["image"].device)
     outputs = model(share * batch["image"] + (1.0 - share) * batch["image"][partner])
+    return _blended_loss(model, outputs, batch, partner, share, settings)
+
+
+def _blended_loss(model: InspectionNet, outputs: dict[str, torch.Tensor], batch: Batch,
+                  partner: torch.Tensor, share: float, settings: LossSettings) -> torch.Tensor:
+    """`share` of the loss against each photo's own labels, the rest against its partner's."""
     own, _ = compute_loss(model, outputs, batch, settings)
     other, _ = compute_loss(model, outputs, {key: value[partner] for key, value in batch.items()},
                             settings)
@@ -102,11 +108,7 @@ def cutmix_loss(model: InspectionNet, batch: Batch, settings: LossSettings) -> t
     mixed = images.clone()
     mixed[..., top:bottom, left:right] = images[partner][..., top:bottom, left:right]
     own_share = 1.0 - (bottom - top) * (right - left) / (side_y * side_x)
-    outputs = model(mixed)
-    own, _ = compute_loss(model, outputs, batch, settings)
-    other, _ = compute_loss(model, outputs, {key: value[partner] for key, value in batch.items()},
-                            settings)
-    return own_share * own + (1.0 - own_share) * other
+    return _blended_loss(model, model(mixed), batch, partner, own_share, settings)
 
 
 def to_device(batch: Batch, device: torch.device, channels_last: bool) -> Batch:
