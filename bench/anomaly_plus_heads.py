@@ -16,7 +16,8 @@ Two rules, each on the head's probabilities, neither estimator trained on the ot
 
 - **extent** (which defect kind): the head's call when it says good; otherwise the defect kind
   maximising the product of the head's and the map's distributions;
-- **second opinion** (whether good): the photo's anomaly score, turned into P(defect | score) by a
+- **second opinion** (whether good), the rule the service serves (inspection.second_opinion,
+  fitted as `anomaly fit` fits it): the photo's anomaly score, turned into P(defect | score) by a
   logistic regression on the log score of the val goods (never in the bank) against the train +
   val defect photos, class-balanced so its prior is one half; the head's good probability is
   multiplied by (1 - q) / 0.5 and each defect kind's by q / 0.5, then renormalised (a product of
@@ -49,6 +50,7 @@ from bench.machine import describe  # noqa: E402
 from inspection.engine import Engine  # noqa: E402
 from inspection.images import load_photo  # noqa: E402
 from inspection.manifest import read_manifest  # noqa: E402
+from inspection.second_opinion import reweigh  # noqa: E402
 
 RUNS = REPO / "runs" / "recipes" / "mvtec_bottle"
 MANIFEST = REPO / "datasets" / "work" / "mvtec_bottle" / "manifest.csv"
@@ -77,15 +79,6 @@ def map_figures(maps: np.ndarray, normaliser: float) -> np.ndarray:
                             *((flat > level).mean(axis=1) for level in (1.0, 1.5, 2.0))])
 
 
-def second_opinion(head: np.ndarray, good_column: int, defect_probability: np.ndarray) -> np.ndarray:
-    """The head's probabilities (N x K) reweighted by the anomaly detector's P(defect) per photo
-    (its prior one half): good by (1 - q) / 0.5, every defect kind by q / 0.5, renormalised."""
-    weights = np.repeat((2.0 * defect_probability)[:, None], head.shape[1], axis=1)
-    weights[:, good_column] = 2.0 * (1.0 - defect_probability)
-    fused = head * weights
-    return fused / fused.sum(axis=1, keepdims=True)
-
-
 def macro_f1(truth: list[str], predicted: list[str]) -> float:
     from sklearn.metrics import f1_score
     return float(f1_score(truth, predicted, average="macro"))
@@ -110,6 +103,7 @@ def one_seed(bundle: Path, manifest_path: Path, good: str, flip: bool) -> dict[s
     from sklearn.preprocessing import StandardScaler
 
     from training.anomaly.patchcore import PatchCore
+    from training.anomaly.threshold import fit_second_opinion
 
     engine = Engine.load(bundle, threads=1)
     engine.mirrored = flip
@@ -133,12 +127,13 @@ def one_seed(bundle: Path, manifest_path: Path, good: str, flip: bool) -> dict[s
     extent = LogisticRegression(max_iter=2000, C=1.0).fit(scaler.transform(train_x), train_y)
     head = outputs["test"][0]
     map_probabilities = extent.predict_proba(scaler.transform(figures["test"]))
-    log_score = {split: np.log(scored[split][0])[:, None] for split in rows}
-    goods_vs_defects = np.concatenate([log_score["val"][[k == GOOD for k in kinds["val"]]],
-                                       *(log_score[s][defect_rows[s]] for s in ("train", "val"))])
-    is_defect = np.r_[np.zeros(len(goods_vs_defects) - len(train_y)), np.ones(len(train_y))]
-    opinion = LogisticRegression(class_weight="balanced").fit(goods_vs_defects, is_defect)
-    fused = second_opinion(head, labels.index(GOOD), opinion.predict_proba(log_score["test"])[:, 1])
+    # the served rule (inspection.second_opinion), fitted as `anomaly fit` fits it
+    opinion, why = fit_second_opinion(
+        scored["val"][0][[k == GOOD for k in kinds["val"]]],
+        np.concatenate([scored[s][0][defect_rows[s]] for s in ("train", "val")]), ("defect",))
+    if opinion is None:
+        raise SystemExit(f"{bundle}: no second opinion: {why}")
+    fused = reweigh(head, labels.index(GOOD), opinion.defect_probability(scored["test"][0]))
     calls = {"head alone": [labels[i] for i in head.argmax(axis=1)],
              "extent": extent_calls(head, labels, map_probabilities, list(extent.classes_)),
              "second opinion": [labels[i] for i in fused.argmax(axis=1)],

@@ -25,6 +25,8 @@ from inspection.card import ModelCard
 from inspection.errors import BundleError, InputError
 from inspection.locate import find_upright
 from inspection.manifest import file_sha256
+from inspection.second_opinion import CARD_KEY as SECOND_OPINION
+from inspection.second_opinion import SecondOpinion
 
 REFERENCES_FILE = "references.npz"
 MISMATCH_KEY = "item_mismatch"  # card.thresholds[MISMATCH_KEY] = {category: min similarity}
@@ -50,6 +52,7 @@ class Detector:
     normaliser: float
     threshold: float
     crop: str = "none"
+    second_opinion: SecondOpinion | None = None  # on heads with a `no_defect` label
 
 
 class AnomalyDetectors:
@@ -77,8 +80,11 @@ class AnomalyDetectors:
             crop = str(entry.get("crop", "none"))
             if crop not in CROPS:
                 raise BundleError(f"card.anomaly[{category!r}].crop is {crop!r}; known: {CROPS}")
+            opinion = (SecondOpinion.from_entry(entry[SECOND_OPINION], card.get_taxonomy(),
+                                                f"card.anomaly[{category!r}].{SECOND_OPINION}")
+                       if SECOND_OPINION in entry else None)
             detectors[category] = Detector(session, float(entry["normaliser"]),
-                                           float(entry["threshold"]), crop)
+                                           float(entry["threshold"]), crop, opinion)
         return cls(detectors)
 
     @property
@@ -92,6 +98,11 @@ class AnomalyDetectors:
         """What the category's detector was fitted on: "none" (whole photos) or "upright"."""
         detector = self._detectors.get(category)
         return detector.crop if detector is not None else "none"
+
+    def second_opinion(self, category: str) -> SecondOpinion | None:
+        """The category's anomaly score as a second opinion on the heads, where fitted."""
+        detector = self._detectors.get(category)
+        return detector.second_opinion if detector is not None else None
 
     def score(self, category: str, patch_features: np.ndarray) -> AnomalyResult | None:
         """Score N x C x h x w (or one C x h x w) patch features; None without a detector."""

@@ -69,6 +69,14 @@ class Manifest:
         return file_sha256(self.path)
 
 
+def with_category(manifest: Manifest, category: str) -> Manifest:
+    """The manifest with `category` given to every photo that has none (a set of one product
+    line, as MVTec's bottle: `--as-category`)."""
+    samples = [sample if sample.category else replace(sample, category=category)
+               for sample in manifest.samples]
+    return replace(manifest, samples=samples)
+
+
 def rows_by_item(samples: Sequence[Sample]) -> dict[str, list[int]]:
     """Row indices of each item's photos, items in first-seen order (dicts keep insertion order)."""
     groups: dict[str, list[int]] = {}

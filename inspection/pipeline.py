@@ -33,6 +33,7 @@ from inspection.engine import PhotoPrediction
 from inspection.images import DEFAULT_MAX_FULL_PIXELS, DEFAULT_MAX_PIXELS, DecodedPhoto, decode_photo
 from inspection.loaded_model import LoadedModel
 from inspection.quality import PhotoQuality, assess_quality
+from inspection.second_opinion import apply_opinion
 from inspection.stored_maps import pack_map
 from inspection.taxonomy import Taxonomy
 
@@ -79,6 +80,7 @@ def inspect_item(model: LoadedModel, policy: Policy, uploads: Sequence[Upload],
     catalog = _sku_comparison(sku, predictions)
     anomaly = None if catalog else _anomaly(model, category, predictions,
                                             [photo.rgb for photo in decoded])
+    predictions, opinions = _second_opinion(model, category, predictions, anomaly)
     anomaly_at = time.perf_counter()
     qualities = [assess_quality(p.rgb, p.original_size, policy.quality) for p in decoded]
     if not any(quality.usable for quality in qualities):
@@ -104,7 +106,8 @@ def inspect_item(model: LoadedModel, policy: Policy, uploads: Sequence[Upload],
     photos = [_photo_result(i, uploads[i], decoded[i], qualities[i], predictions[i],
                             similarities[i] if similarities else None,
                             scores[i] if scores else None,
-                            catalog.closest[i] if catalog else None, sku)
+                            catalog.closest[i] if catalog else None, sku,
+                            opinions[i] if opinions else None)
               for i in range(len(decoded))]
     result = {
         "category": category,
@@ -262,7 +265,7 @@ def _ms(start: float, end: float) -> float:
 def _photo_result(index: int, upload: Upload, photo: DecodedPhoto, quality: PhotoQuality,
                   prediction: PhotoPrediction, similarity: float | None,
                   anomaly_score: float | None, closest: int | None,
-                  sku: SkuEntry | None) -> dict[str, Any]:
+                  sku: SkuEntry | None, defect_probability: float | None = None) -> dict[str, Any]:
     probabilities = prediction.probabilities
     condition = None
     if "condition" in probabilities:
@@ -277,6 +280,7 @@ def _photo_result(index: int, upload: Upload, photo: DecodedPhoto, quality: Phot
         "accessories": probabilities.get("accessories", {}),
         "probabilities": probabilities,
         "item_similarity": similarity, "anomaly_score": anomaly_score,
+        "anomaly_defect_probability": defect_probability,
         "closest_reference": closest,
         "closest_reference_sha256": _reference_sha(sku, closest),
     }
@@ -312,6 +316,23 @@ def _anomaly(model: LoadedModel, category: str | None, predictions: Sequence[Pho
     if outcome is None:
         return None
     return [float(s) for s in outcome.scores], list(outcome.maps), float(outcome.threshold)
+
+
+def _second_opinion(model: LoadedModel, category: str | None,
+                    predictions: Sequence[PhotoPrediction],
+                    anomaly: tuple[list[float], list[np.ndarray | None], float] | None
+                    ) -> tuple[Sequence[PhotoPrediction], list[float] | None]:
+    """The predictions with the category's anomaly score weighed into the heads that name a
+    `no_defect` label (inspection.second_opinion), and each photo's P(defect) from the score;
+    unchanged where the bundle has no opinion for this category."""
+    opinion = model.anomaly.second_opinion(category) if model.anomaly and category else None
+    if opinion is None or anomaly is None:
+        return predictions, None
+    weighed = [apply_opinion(opinion, model.engine.taxonomy, p.probabilities, score)
+               for p, score in zip(predictions, anomaly[0], strict=True)]
+    return ([replace(p, probabilities=probabilities)
+             for p, (probabilities, _) in zip(predictions, weighed, strict=True)],
+            [q for _, q in weighed])
 
 
 def _stored_maps(prediction: PhotoPrediction, taxonomy: Taxonomy,

@@ -3,10 +3,16 @@
 Label sets belong to the user: they live in a YAML file, never in code. Three head names have a
 meaning to the service — `condition` (the grade), `damage` and `accessories` — and any other head
 (say `defect` for MVTec AD) is scored and reported as is.
+
+A single-label head may name its `no_defect` label (MVTec's `good`, magnetic tile's `MT_Free`):
+the photos that show no defect. Good-only anomaly detectors are fitted on them, synthetic damage
+is painted on them, and the anomaly score's second opinion (inspection.second_opinion) weighs
+that label against the others. Undeclared, a label named `good` is it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +21,7 @@ from inspection.errors import InputError
 from inspection.yamlfile import read_yaml
 
 HeadType = Literal["single", "multi"]
+GOOD_CONDITIONS = frozenset({"A", "B"})  # grades of an item without damage
 DEFAULT_TAXONOMY = Path(__file__).parent / "defaults" / "taxonomy.yaml"
 
 
@@ -26,6 +33,7 @@ class Head:
     type: HeadType
     labels: tuple[str, ...]
     descriptions: dict[str, str] = field(default_factory=dict)
+    no_defect: str | None = None  # the label of photos without a defect (single-label heads)
 
     def index(self, label: str) -> int:
         return self.labels.index(label)
@@ -66,6 +74,8 @@ class Taxonomy:
             entry: dict[str, Any] = {"type": head.type, "labels": list(head.labels)}
             if head.descriptions:
                 entry["descriptions"] = dict(head.descriptions)
+            if head.no_defect is not None:
+                entry["no_defect"] = head.no_defect
             heads[head.name] = entry
         categories = {name: {"kit": list(kit)} for name, kit in self.kits.items()}
         return {"name": self.name, "heads": heads, "categories": categories}
@@ -95,7 +105,22 @@ def _parse_head(name: str, spec: Any, where: str) -> Head:
     if head_type == "single" and len(labels) < 2:
         raise InputError(f"head {name!r}: a single-label head needs at least 2 labels", where)
     descriptions = {str(k): str(v) for k, v in (spec.get("descriptions") or {}).items()}
-    return Head(name=str(name), type=head_type, labels=tuple(labels), descriptions=descriptions)
+    return Head(name=str(name), type=head_type, labels=tuple(labels), descriptions=descriptions,
+                no_defect=_no_defect_label(name, head_type, labels, spec.get("no_defect"), where))
+
+
+def _no_defect_label(name: str, head_type: str, labels: list[str], declared: Any,
+                     where: str) -> str | None:
+    """The declared `no_defect` label, else `good` where a single-label head has it."""
+    if declared is None:
+        return "good" if head_type == "single" and "good" in labels else None
+    if head_type != "single":
+        raise InputError(f"head {name!r}: `no_defect` needs a single-label head "
+                         "(a multi-label head's photo without a defect has no label on)", where)
+    if declared not in labels:
+        raise InputError(f"head {name!r}: no_defect {declared!r} is not one of its labels {labels}",
+                         where)
+    return str(declared)
 
 
 def _parse_kits(categories: Any, heads: tuple[Head, ...], where: str) -> dict[str, tuple[str, ...]]:
@@ -119,3 +144,22 @@ def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
     """Read a taxonomy YAML file; None means the packaged default."""
     path = Path(path) if path is not None else DEFAULT_TAXONOMY
     return Taxonomy.from_dict(read_yaml(path, "taxonomy"), where=str(path))
+
+
+def shows_no_defect(labels: Mapping[str, Sequence[str]], taxonomy: Taxonomy | None = None) -> bool:
+    """Whether a photo's labels say it shows no defect (the photos good-only detectors are fitted
+    on and synthetic damage is painted on): condition A/B, no damage, and every other labelled
+    head at its `no_defect` label (`good` for a head the taxonomy does not know, or without one).
+    Accessories say nothing about defects."""
+    for name, given in labels.items():
+        if not given or name == "accessories":
+            continue
+        if name == "condition":
+            if not set(given) <= GOOD_CONDITIONS:
+                return False
+            continue
+        known = taxonomy is not None and taxonomy.has_head(name)
+        no_defect = taxonomy.head(name).no_defect if known else "good"  # type: ignore[union-attr]
+        if name == "damage" or tuple(given) != (no_defect,):
+            return False
+    return True

@@ -50,9 +50,9 @@ def test_dataset_wrapper_labels_damaged_good_photos(tmp_path: Path) -> None:
 
     from inspection.card import PreprocessSpec
     from inspection.manifest import read_manifest
-    from inspection.taxonomy import load_taxonomy
+    from inspection.taxonomy import load_taxonomy, shows_no_defect
     from training.data import InspectionDataset
-    from training.synthetic_damage import SyntheticDamageDataset, is_good_sample
+    from training.synthetic_damage import SyntheticDamageDataset
 
     manifest = read_manifest(write_photo_set(tmp_path))
     taxonomy = load_taxonomy()
@@ -61,7 +61,7 @@ def test_dataset_wrapper_labels_damaged_good_photos(tmp_path: Path) -> None:
                                                         "boxed_kit"], PreprocessSpec(input_size=32))
     wrapped = SyntheticDamageDataset(base, "scratch@1")
     scratch = [h for h in taxonomy.heads if h.name == "damage"][0].index("scratch")
-    good = next(i for i, s in enumerate(rows) if is_good_sample(s.labels))
+    good = next(i for i, s in enumerate(rows) if shows_no_defect(s.labels, taxonomy))
     item = wrapped[good]
     assert item["damage"][scratch] == 1.0 and item["condition_mask"] == 0.0
     assert base[good]["damage"][scratch] == 0.0  # the plain dataset is untouched

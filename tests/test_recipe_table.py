@@ -77,16 +77,3 @@ def test_a_curve_subset_keeps_n_train_photos_per_class_and_every_other_row(tmp_p
     kept = list(csv.DictReader(few_defects.open()))
     train = [r["defect"] for r in kept if r["split"] == "train"]
     assert sorted(train) == ["crack"] * 2 + ["good"] * 6  # the same draw of cracks, every good
-
-
-def test_the_anomaly_second_opinion_moves_only_the_good_versus_defect_split() -> None:
-    """bench/anomaly_plus_heads.py: P(defect) one half leaves the head alone; a sure detector
-    overrules a doubtful good call and keeps the head's ranking of the defect kinds."""
-    import numpy as np
-
-    from bench.anomaly_plus_heads import second_opinion
-    head = np.array([[0.5, 0.3, 0.2], [0.5, 0.3, 0.2]])
-    fused = second_opinion(head, good_column=0, defect_probability=np.array([0.5, 0.9]))
-    np.testing.assert_allclose(fused[0], head[0])
-    assert fused[1].argmax() == 1 and fused[1, 1] / fused[1, 2] == 1.5
-    np.testing.assert_allclose(fused.sum(axis=1), 1.0)

@@ -16,12 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
+from inspection.anomaly import AnomalyDetectors
 from inspection.bundle import seal_bundle
 from inspection.card import read_card
 from inspection.engine import Engine, head_probabilities
 from inspection.errors import InputError
-from inspection.manifest import Sample, read_manifest, rows_by_item
+from inspection.manifest import Manifest, Sample, read_manifest, rows_by_item, with_category
+from inspection.second_opinion import reweigh
 from inspection.taxonomy import Taxonomy
 from training.calibrate import item_flags
 from training.calibration import default_thresholds
@@ -40,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flip-tta", action="store_true",
                         help="average each photo's logits with its mirror image's (measures what "
                              "test-time flips would buy a bundle exported without --flip-tta)")
+    parser.add_argument("--as-category", metavar="NAME",
+                        help="photos without a category count as category NAME (as for `anomaly "
+                             "fit`): their anomaly detector's second opinion applies")
+    parser.add_argument("--head-only", action="store_true",
+                        help="the heads' own probabilities, without the anomaly score's second "
+                             "opinion the bundle serves (to measure what it buys)")
     parser.add_argument("--update-card", action="store_true",
                         help="write the metrics into the card's `metrics` (ONNX untouched)")
 
@@ -57,6 +66,8 @@ def main(args: argparse.Namespace) -> int:
     if args.flip_tta:  # exactly what the bundle would serve if exported with --flip-tta
         engine.mirrored = True
     manifest = read_manifest(args.manifest, engine.taxonomy)
+    if args.as_category:
+        manifest = with_category(manifest, args.as_category)
     samples = split_samples(manifest, args.split)
     outputs = collect_logits(engine, manifest, samples, desc=f"evaluate {args.split}")
     card = engine.card
@@ -64,6 +75,7 @@ def main(args: argparse.Namespace) -> int:
     probabilities = {head.name: head_probabilities(outputs.logits[head.name], head,
                                                    card.temperatures.get(head.name, 1.0))
                      for head in engine.taxonomy.heads}
+    opinion = {} if args.head_only else weigh_second_opinion(engine, manifest, samples, probabilities)
     heads = head_metrics(probabilities, samples, engine.taxonomy, thresholds)
     metrics: dict[str, Any] = {
         "bundle": {"name": card.name, "version": card.version, "model_id": card.model_id,
@@ -71,6 +83,7 @@ def main(args: argparse.Namespace) -> int:
         "manifest": str(manifest.path), "manifest_sha256": manifest.sha256(), "split": args.split,
         "photos": len(samples), "items": len({s.item_id for s in samples}),
         "test_time_augmentation": "horizontal flip" if engine.mirrored else "none",
+        "second_opinion": opinion,
         "heads": heads,
         "items_metrics": item_metrics(probabilities, samples, engine.taxonomy, thresholds),
         "timing": {"seconds": outputs.seconds,
@@ -93,11 +106,50 @@ def main(args: argparse.Namespace) -> int:
                                                  gallery))
     if args.update_card:
         update_card(engine.bundle_dir, metrics)
+    if opinion:
+        print(f"second opinion of the anomaly score weighed in: {opinion} photos per category")
     for name, values in heads.items():
         print(f"{name}: accuracy {values.get('accuracy', 0):.3f}, "
               f"macro-F1 {values.get('macro_f1') or 0:.3f}, ECE {values.get('ece', 0):.3f}")
     print(f"wrote {out / 'metrics.json'} and {out / 'report.html'}")
     return 0
+
+
+def weigh_second_opinion(engine: Engine, manifest: Manifest, samples: list[Sample],
+                         probabilities: dict[str, np.ndarray]) -> dict[str, int]:
+    """Weigh each category's anomaly score into the heads, as the service does
+    (inspection.second_opinion), in place; photos per category it was applied to."""
+    if not engine.card.anomaly:
+        return {}
+    detectors = AnomalyDetectors.load(engine.bundle_dir, engine.card)
+    applied = {}
+    for category in sorted({s.category for s in samples if s.category}):
+        opinion = detectors.second_opinion(category)
+        if opinion is None:
+            continue
+        rows = [row for row, sample in enumerate(samples) if sample.category == category]
+        starts = tqdm(range(0, len(rows), 16), desc=f"second opinion {category}")
+        scores = np.concatenate([anomaly_scores(engine, detectors, category,
+                                                [manifest.image_path(samples[r])
+                                                 for r in rows[start:start + 16]])
+                                 for start in starts])
+        defect_probability = opinion.defect_probability(scores)
+        for name in opinion.heads:
+            head = engine.taxonomy.head(name)
+            probabilities[name][rows] = reweigh(probabilities[name][rows],
+                                                head.index(str(head.no_defect)), defect_probability)
+        applied[category] = len(rows)
+    return applied
+
+
+def anomaly_scores(engine: Engine, detectors: AnomalyDetectors, category: str,
+                   paths: list[Path]) -> np.ndarray:
+    """Normalised anomaly scores of photos, decoded and scored as the service does."""
+    photos = [model_photo(path, engine.card.preprocessing) for path in paths]
+    result = detectors.score_photos(category, photos, engine.patch_features(photos),
+                                    engine.patch_features)
+    assert result is not None  # the caller checked the category has a detector
+    return result.scores
 
 
 def head_metrics(probabilities: dict[str, np.ndarray], samples: list[Sample], taxonomy: Taxonomy,

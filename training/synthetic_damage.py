@@ -11,8 +11,9 @@ Three kinds, each returning the damaged photo and the mask of what changed:
 A training config enables it with `synthetic_damage: "cutpaste,texture,scratch@0.3"` (kinds,
 then the probability that a good training photo is damaged); `"0.3"` means every kind. A kind may
 name the label it teaches, `"cutpaste=broken_small,texture=contamination@0.3"`: the label is looked
-up in the taxonomy's heads, so a single-label head (MVTec's `defect`, whose first label is the
-"no defect" one, as `dataset import` writes it) learns from synthetic damage too.
+up in the taxonomy's heads, so a single-label head (MVTec's `defect`, whose `no_defect` label
+marks the photos that may be damaged, as `dataset import` writes it) learns from synthetic damage
+too.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from inspection.taxonomy import shows_no_defect
 
 KINDS = ("cutpaste", "texture", "scratch")
 DAMAGE_LABEL = {"cutpaste": "broken_part", "texture": "stain", "scratch": "scratch"}
@@ -123,15 +126,6 @@ def add_synthetic_damage(rgb: np.ndarray, rng: np.random.Generator,
     return damaged, mask, kind
 
 
-def is_good_sample(labels: dict[str, tuple[str, ...]], good_labels: dict[str, str] | None = None) -> bool:
-    """Only undamaged photos get synthetic damage: no damage labels, condition A/B (or none), and
-    each single-label head that synthetic damage teaches at its "no defect" label (or unlabelled)."""
-    condition = labels.get("condition")
-    undamaged = (not labels.get("damage")) and (not condition or set(condition) <= {"A", "B"})
-    return undamaged and all(not labels.get(head) or labels[head] == (good,)
-                             for head, good in (good_labels or {}).items())
-
-
 class SyntheticDamageDataset:
     """Wraps a `training.data.InspectionDataset`: with probability p a good training photo is
     damaged before augmentation and learns the kind's label — one more positive in a multi-label
@@ -148,9 +142,12 @@ class SyntheticDamageDataset:
         self.option = parsed
         heads = dataset.taxonomy.heads  # type: ignore[attr-defined]
         self.targets = {kind: _head_of(parsed.label(kind), heads) for kind in parsed.kinds}
-        self.good_labels = {head.name: head.labels[0] for head in heads
-                            if head.type == "single" and head.name != "condition"
-                            and any(target.name == head.name for target in self.targets.values())}
+        without = sorted({head.name for head in self.targets.values()  # type: ignore[attr-defined]
+                          if head.type == "single" and head.no_defect is None})  # type: ignore[attr-defined]
+        if without:  # which photos are good, and may be damaged, would be a guess
+            msg = (f"synthetic damage teaches single-label heads {without}, which name no "
+                   "`no_defect` label; add `no_defect: <label>` to the head in the taxonomy")
+            raise ValueError(msg)
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -170,7 +167,8 @@ class SyntheticDamageDataset:
         rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ())))
         rgb = base.photo(index)  # type: ignore[attr-defined]
         kind = None
-        if is_good_sample(sample.labels, self.good_labels) and rng.random() < self.option.probability:
+        if (shows_no_defect(sample.labels, base.taxonomy)  # type: ignore[attr-defined]
+                and rng.random() < self.option.probability):
             rgb, _, kind = add_synthetic_damage(rgb, rng, self.option.kinds)
         if base.preset is not None:  # type: ignore[attr-defined]
             rgb = augment(rgb, base.preset, rng)  # type: ignore[attr-defined]

@@ -112,6 +112,7 @@ def taxonomy_yaml(name: str, head: str, labels: list[str], good_label: str) -> s
     spec: dict = {"type": "single", "labels": labels}
     if good_label in labels:
         spec["descriptions"] = {good_label: "no defect (the normal class)"}
+        spec["no_defect"] = good_label
     data = {"name": name, "heads": {head: spec}}
     return yaml.safe_dump(data, sort_keys=False)
 

@@ -48,6 +48,9 @@ class PhotoPublic(BaseModel):
     item_similarity: float | None = Field(
         description="cosine similarity to the declared category's nearest reference")
     anomaly_score: float | None
+    anomaly_defect_probability: float | None = Field(
+        None, description="P(defect) the anomaly score gives; weighed into the probabilities of "
+                          "heads with a `no_defect` label (the card's second opinion)")
     closest_reference: int | None = Field(
         None, description="index of the SKU's reference photo most like this one (catalog)")
     closest_reference_sha256: str | None = Field(None, description="that photo's sha256")

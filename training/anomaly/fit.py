@@ -4,7 +4,9 @@ features are exactly what the service sees.
 
 Writes `anomaly/<category>.onnx` and `references.npz` into the bundle and updates only the
 card's `anomaly` section and its `item_mismatch` thresholds; model.onnx and its binding to the
-card are untouched.
+card are untouched. Where the model has a single-label head with a `no_defect` label (MVTec's
+`defect`) and the manifest has labelled defects, each category's entry also gets the anomaly
+score's second opinion on that head (inspection.second_opinion).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import argparse
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,7 +31,9 @@ from inspection.engine import Engine
 from inspection.errors import InputError
 from inspection.images import load_photo
 from inspection.locate import upright_item
-from inspection.manifest import Manifest, Sample, file_sha256, read_manifest
+from inspection.manifest import Manifest, Sample, file_sha256, read_manifest, with_category
+from inspection.second_opinion import CARD_KEY as SECOND_OPINION
+from inspection.taxonomy import Taxonomy, shows_no_defect
 from training.anomaly.export import parity, save_detector
 from training.anomaly.features import PATCH_STRIDES
 from training.anomaly.patchcore import NEIGHBOURS, PatchCore, default_max_bank
@@ -39,10 +43,9 @@ from training.anomaly.references import (
     nearest_similarity,
     prototypes,
 )
-from training.anomaly.threshold import DEFAULT_TARGET_FPR, fit_calibration
+from training.anomaly.threshold import DEFAULT_TARGET_FPR, fit_calibration, fit_second_opinion
 
 log = logging.getLogger(__name__)
-GOOD_CONDITIONS = {"A", "B"}
 MIN_PHOTOS = 4
 
 
@@ -69,18 +72,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2,
                         help="CPU threads for ONNX Runtime and torch (1 on a busy machine)")
     parser.add_argument("--no-references", action="store_true", help="skip item mismatch")
+    parser.add_argument("--no-second-opinion", action="store_true",
+                        help="serve the heads' probabilities without the anomaly score's opinion")
 
 
-def is_good(sample: Sample) -> bool:
-    """No damage: condition A/B, an empty damage head, and `good` on any head that has it."""
-    for head, labels in sample.labels.items():
-        if head == "condition" and not set(labels) <= GOOD_CONDITIONS:
-            return False
-        if head == "damage" and labels:
-            return False
-        if head not in ("condition", "damage", "accessories") and labels and labels != ("good",):
-            return False
-    return True
+def is_good(sample: Sample, taxonomy: Taxonomy | None = None) -> bool:
+    """No defect by the sample's labels (inspection.taxonomy.shows_no_defect)."""
+    return shows_no_defect(sample.labels, taxonomy)
 
 
 def run_outputs(engine: Engine, manifest: Manifest, samples: Sequence[Sample], output: str,
@@ -104,20 +102,22 @@ class SplitSamples(NamedTuple):
     train: list[Sample]  # good train photos: the bank
     held: list[Sample]  # good val photos (or a fifth of train): normaliser and threshold
     defects: list[Sample]  # damaged val photos: the threshold's margin, `--crop auto`
+    train_defects: list[Sample]  # damaged train photos: with `defects`, the second opinion
 
 
-def split_samples(manifest: Manifest, category: str) -> SplitSamples:
+def split_samples(manifest: Manifest, category: str, taxonomy: Taxonomy | None = None) -> SplitSamples:
     rows = [s for s in manifest.samples if s.category == category]
-    train = [s for s in rows if s.split == "train" and is_good(s)]
-    held = [s for s in rows if s.split == "val" and is_good(s)]
-    defects = [s for s in rows if s.split == "val" and not is_good(s)]
+    train = [s for s in rows if s.split == "train" and is_good(s, taxonomy)]
+    held = [s for s in rows if s.split == "val" and is_good(s, taxonomy)]
+    defects = [s for s in rows if s.split == "val" and not is_good(s, taxonomy)]
+    train_defects = [s for s in rows if s.split == "train" and not is_good(s, taxonomy)]
     if len(held) < 2:  # no val goods: hold out a fifth of the train goods instead
         cut = max(2, len(train) // 5)
         train, held = train[cut:], train[:cut]
     if len(train) < MIN_PHOTOS:
         raise InputError(f"category {category!r} has {len(train)} good train photos; "
                          f"need {MIN_PHOTOS}", where=manifest.path)
-    return SplitSamples(train, held, defects)
+    return SplitSamples(train, held, defects, train_defects)
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ class Fitted:
 
 def fit_detector(engine: Engine, manifest: Manifest, category: str, samples: SplitSamples,
                  crop: str, coreset_ratio: float, max_bank: int | None, neighbours: int) -> Fitted:
-    train, held, defects = samples
+    train, held, defects, _ = samples
     max_bank = default_max_bank(crop) if max_bank is None else max_bank
     features = run_outputs(engine, manifest, train, "patch_features", f"{category} train", crop,
                            bank=True)
@@ -167,11 +167,12 @@ def choose_crop(candidates: list[Fitted]) -> tuple[Fitted, dict[str, float | Non
 
 def fit_category(engine: Engine, manifest: Manifest, category: str, coreset_ratio: float,
                  target_fpr: float, max_bank: int | None = None,
-                 neighbours: int = NEIGHBOURS, crop: str = "none") -> dict:
+                 neighbours: int = NEIGHBOURS, crop: str = "none", opinion: bool = True) -> dict:
     """Fit, export and calibrate one category's detector; return its card entry. With crop
     "auto", a detector on whole photos and one on upright items are both fitted and the val
-    split's defects choose (the choice and both val AUROCs go into the entry)."""
-    samples = split_samples(manifest, category)
+    split's defects choose (the choice and both val AUROCs go into the entry). With `opinion`,
+    the second opinion too, where the model has a head to weigh it into."""
+    samples = split_samples(manifest, category, engine.taxonomy)
     candidates = [fit_detector(engine, manifest, category, samples, option, coreset_ratio,
                                max_bank, neighbours)
                   for option in (CROPS if crop == "auto" else (crop,))]
@@ -184,6 +185,9 @@ def fit_category(engine: Engine, manifest: Manifest, category: str, coreset_rati
     if error > 1e-3:
         raise RuntimeError(f"{path}: ONNX/torch parity {error:.2e} exceeds 1e-3")
     calibration = fit_calibration(fitted.held_scores, fitted.defect_scores, target_fpr)
+    heads = opinion_heads(engine.taxonomy) if opinion else ()
+    second = second_opinion_entry(engine, manifest, category, samples, fitted, calibration.normaliser,
+                                  heads) if heads else {}
     return {"file": f"anomaly/{category}.onnx", "sha256": file_sha256(path),
             "threshold": calibration.threshold, "normaliser": calibration.normaliser,
             "bank_size": int(len(fitted.detector.bank)), "layers": list(PATCH_STRIDES),
@@ -191,7 +195,26 @@ def fit_category(engine: Engine, manifest: Manifest, category: str, coreset_rati
             "crop": fitted.crop, **({"crop_val_auroc": aurocs} if crop == "auto" else {}),
             "parity_max_rel_error": error,
             "fitted_on": {**calibration.fitted_on, "train": len(samples.train),
-                          "manifest_sha256": manifest.sha256()}}
+                          "manifest_sha256": manifest.sha256()}, **second}
+
+
+def opinion_heads(taxonomy: Taxonomy) -> tuple[str, ...]:
+    """The heads a second opinion on "defect or not" can weigh: those naming a `no_defect` label."""
+    return tuple(head.name for head in taxonomy.heads if head.no_defect is not None)
+
+
+def second_opinion_entry(engine: Engine, manifest: Manifest, category: str, samples: SplitSamples,
+                         fitted: Fitted, normaliser: float, heads: tuple[str, ...]) -> dict:
+    """{second_opinion: ...} fitted on the held-out goods against the train + val defects (the
+    bank never saw either), or {second_opinion_skipped: why}."""
+    train_defect_scores = (fitted.detector.score(run_outputs(
+        engine, manifest, samples.train_defects, "patch_features", f"{category} train defects",
+        fitted.crop))[0] if samples.train_defects else np.zeros(0))
+    defect_scores = np.r_[fitted.defect_scores if fitted.defect_scores is not None else [],
+                          train_defect_scores]
+    opinion, why = fit_second_opinion(fitted.held_scores / normaliser, defect_scores / normaliser,
+                                      heads)
+    return {SECOND_OPINION: opinion.to_entry()} if opinion else {f"{SECOND_OPINION}_skipped": why}
 
 
 def fit_references(engine: Engine, manifest: Manifest, categories: Sequence[str]
@@ -199,7 +222,8 @@ def fit_references(engine: Engine, manifest: Manifest, categories: Sequence[str]
     """Prototypes from train goods; threshold from val: genuine vs other categories' photos."""
     embed = {split: {c: run_outputs(engine, manifest, [s for s in manifest.samples
                                                        if s.category == c and s.split == split
-                                                       and is_good(s)], "embedding", f"{c} {split}")
+                                                       and is_good(s, engine.taxonomy)],
+                                 "embedding", f"{c} {split}")
                      for c in categories} for split in ("train", "val")}
     references, thresholds, report = {}, {}, {}
     for category in categories:
@@ -216,11 +240,13 @@ def fit_references(engine: Engine, manifest: Manifest, categories: Sequence[str]
     return references, thresholds, report
 
 
-def with_category(manifest: Manifest, category: str) -> Manifest:
-    """The manifest with `category` given to every photo that has none."""
-    samples = [sample if sample.category else replace(sample, category=category)
-               for sample in manifest.samples]
-    return replace(manifest, samples=samples)
+def opinion_summary(entry: dict) -> str:
+    if SECOND_OPINION in entry:
+        opinion = entry[SECOND_OPINION]
+        fitted_on = opinion["fitted_on"]
+        return (f"second opinion on {opinion['heads']} from {fitted_on['good']} held-out goods and "
+                f"{fitted_on['defect']} defects (AUROC {fitted_on['auroc']:.3f})")
+    return f"no second opinion: {entry.get(f'{SECOND_OPINION}_skipped', 'no head names a no_defect label')}"
 
 
 def main(args: argparse.Namespace) -> int:
@@ -243,13 +269,14 @@ def main(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         card.anomaly[category] = fit_category(engine, manifest, category, args.coreset_ratio,
                                               args.target_fpr, args.max_bank, args.neighbours,
-                                              args.crop)
+                                              args.crop, not args.no_second_opinion)
         entry = card.anomaly[category]
         chosen = (f", crop {entry['crop']} (val AUROC {entry['crop_val_auroc']})"
                   if "crop_val_auroc" in entry else "")
         print(f"[{number}/{len(categories)}] {category}: bank {entry['bank_size']} patches, "
               f"threshold {entry['threshold']:.3f}{chosen}, fitted in "
               f"{time.perf_counter() - started:.0f} s", flush=True)
+        print(f"[{number}/{len(categories)}] {category}: {opinion_summary(entry)}", flush=True)
     if not args.no_references:
         references, thresholds, report = fit_references(engine, manifest, categories)
         np.savez(args.bundle / REFERENCES_FILE, **references)

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from inspection.second_opinion import SecondOpinion
+
 DEFAULT_TARGET_FPR = 0.02
 
 
@@ -50,3 +52,31 @@ def fit_calibration(good_scores: np.ndarray, defect_scores: np.ndarray | None = 
         "good_fpr": float(np.mean(good / normaliser >= threshold)),
         "defect_tpr": float(np.mean(defects / normaliser >= threshold)) if defects.size else None,
     })
+
+
+MIN_OPINION_PHOTOS = 2  # goods and defects each: fewer, and the regression is a guess
+
+
+def fit_second_opinion(good_scores: np.ndarray, defect_scores: np.ndarray,
+                       heads: tuple[str, ...]) -> tuple[SecondOpinion | None, str]:
+    """P(defect | normalised score) for inspection.second_opinion: a logistic regression on the
+    log score, held-out goods against labelled defects, class-balanced so its prior is one half.
+    (None, why) where there are too few photos or the score does not rise with defects."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    good = np.asarray(good_scores, np.float64)
+    defects = np.asarray(defect_scores, np.float64)
+    if min(good.size, defects.size) < MIN_OPINION_PHOTOS:
+        return None, (f"needs {MIN_OPINION_PHOTOS} held-out good and {MIN_OPINION_PHOTOS} labelled "
+                      f"defect photos, has {good.size} and {defects.size}")
+    log_scores = np.log(np.maximum(np.r_[good, defects], 1e-12))[:, None]
+    is_defect = np.r_[np.zeros(good.size), np.ones(defects.size)]
+    regression = LogisticRegression(class_weight="balanced").fit(log_scores, is_defect)
+    slope, intercept = float(regression.coef_[0, 0]), float(regression.intercept_[0])
+    if slope <= 0.0:  # a higher score meaning "less likely a defect" is noise, not an opinion
+        return None, f"the anomaly score does not rise with defects (slope {slope:.3f})"
+    auroc = float(roc_auc_score(is_defect, log_scores[:, 0]))
+    return SecondOpinion(slope, intercept, heads, {"good": int(good.size),
+                                                   "defect": int(defects.size),
+                                                   "auroc": auroc}), ""

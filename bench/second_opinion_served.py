@@ -1,0 +1,114 @@
+"""Issue 10 item 3, served: the anomaly score's second opinion as `anomaly fit` fits it into a
+bundle and as the service weighs it in, measured by `evaluate` on the test split against the same
+bundle's heads alone (`evaluate --head-only`).
+
+For each set and seed it copies the fine-tuned bundle of `bench/recipe_table.py` (all labelled
+photos) or `bench/learning_curves_finetune.py --every-good` (5 or 10 labelled defects per kind,
+every good photo), then runs what a user runs:
+
+    returns-inspect anomaly fit --bundle B --manifest M --as-category C --no-references
+    returns-inspect evaluate --bundle B --manifest M --split test --as-category C [--head-only]
+
+Bundles trained before the taxonomy named its `no_defect` label get it written into their card
+first (what `dataset import --good-label` now writes; the ONNX model is untouched).
+
+    python bench/second_opinion_served.py [--sets bottle-all bottle-5 tile-all tile-5 tile-10]
+        [--seeds 0 1 2] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.machine import describe  # noqa: E402
+from bench.supervised_real import WORK, run  # noqa: E402
+from inspection.bundle import seal_bundle  # noqa: E402
+from inspection.card import read_card  # noqa: E402
+
+OUT = REPO / "runs" / "opinion"
+NO_DEFECT = {"mvtec_bottle": "good", "magnetic_tile": "MT_Free"}
+CATEGORY = {"mvtec_bottle": "bottle", "magnetic_tile": "tile"}
+# set -> (dataset, the trained bundle per seed, its manifest per seed)
+SETS = {
+    "bottle-all": ("mvtec_bottle", "runs/recipes/mvtec_bottle/probe,-frozen-bn-seed{seed}/bundle",
+                   "manifest.csv"),
+    "bottle-5": ("mvtec_bottle", "runs/curves/mvtec_bottle/default-every-good/5-seed{seed}/bundle",
+                 "curve-5-every-good-seed{seed}.csv"),
+    "tile-all": ("magnetic_tile", "runs/recipes/magnetic_tile/probe,-frozen-bn-seed{seed}/bundle",
+                 "manifest.csv"),
+    "tile-5": ("magnetic_tile", "runs/curves/magnetic_tile/default-every-good/5-seed{seed}/bundle",
+               "curve-5-every-good-seed{seed}.csv"),
+    "tile-10": ("magnetic_tile", "runs/curves/magnetic_tile/default-every-good/10-seed{seed}/bundle",
+                "curve-10-every-good-seed{seed}.csv"),
+}
+
+
+def declare_no_defect(bundle: Path, label: str) -> None:
+    card = read_card(bundle)
+    head = card.taxonomy["heads"]["defect"]
+    if head.get("no_defect") != label:
+        head["no_defect"] = label
+        card.save(bundle)
+        seal_bundle(bundle)
+
+
+def one_seed(name: str, seed: int, threads: int) -> dict[str, float]:
+    dataset, trained, manifest_name = SETS[name]
+    manifest = WORK / dataset / manifest_name.format(seed=seed)
+    work = OUT / name / f"seed{seed}"
+    shutil.rmtree(work, ignore_errors=True)
+    bundle = work / "bundle"
+    shutil.copytree(REPO / trained.format(seed=seed), bundle)
+    declare_no_defect(bundle, NO_DEFECT[dataset])
+    category = ["--as-category", CATEGORY[dataset]]
+    run(["anomaly", "fit", "--bundle", str(bundle), "--manifest", str(manifest), *category,
+         "--no-references", "--threads", str(threads)])
+    figures = {}
+    for label, extra in (("head alone", ["--head-only"]), ("second opinion", [])):
+        out = work / ("eval-head" if extra else "eval")
+        run(["evaluate", "--bundle", str(bundle), "--manifest", str(manifest), "--split", "test",
+             *category, *extra, "--out", str(out)])
+        figures[label] = json.loads((out / "metrics.json").read_text())["heads"]["defect"]["macro_f1"]
+    opinion = read_card(bundle).anomaly[CATEGORY[dataset]]["second_opinion"]["fitted_on"]
+    figures["opinion AUROC"] = opinion["auroc"]
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    print(f"machine: {describe()}")
+    missing = [SETS[name][1].format(seed=seed) for name in args.sets for seed in args.seeds
+               if not (REPO / SETS[name][1].format(seed=seed) / "model.onnx").is_file()]
+    if missing:
+        print(f"train them first (bench/recipe_table.py, bench/learning_curves_finetune.py "
+              f"--every-good): missing {missing}", file=sys.stderr)
+        return 2
+    rows = []
+    for name in args.sets:
+        results = [one_seed(name, seed, args.threads) for seed in args.seeds]
+        for seed, result in zip(args.seeds, results, strict=True):
+            print(f"{name} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()),
+                  flush=True)
+        rows.append((name, {key: [r[key] for r in results] for key in results[0]}))
+    print("\n| set | head alone | served with the second opinion | opinion's val AUROC |")
+    print("|---|---|---|---|")
+    for name, values in rows:
+        cells = [f"{statistics.mean(v):.3f} ± {statistics.pstdev(v):.3f}" for v in values.values()]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

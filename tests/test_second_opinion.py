@@ -1,0 +1,179 @@
+"""The anomaly score as a second opinion on a head's `no_defect` label: the taxonomy names the
+label, `anomaly fit` fits the opinion, the service and `evaluate` weigh it in (issue 10 item 3)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bundle_factory import build_bundle
+from PIL import Image
+
+from inspection.cli import main as cli
+from inspection.errors import BundleError, InputError
+from inspection.manifest import Sample, write_manifest
+from inspection.second_opinion import SecondOpinion, reweigh, reweigh_labels
+from inspection.taxonomy import Taxonomy, shows_no_defect
+from training.anomaly.threshold import fit_second_opinion
+
+TILE = Taxonomy.from_dict({"name": "tile", "heads": {
+    "defect": {"type": "single", "labels": ["MT_Free", "MT_Blob"], "no_defect": "MT_Free"}}})
+
+
+def test_the_taxonomy_names_the_no_defect_label() -> None:
+    assert TILE.head("defect").no_defect == "MT_Free"
+    assert Taxonomy.from_dict(TILE.to_dict()).head("defect").no_defect == "MT_Free"  # kept in cards
+    bottle = Taxonomy.from_dict({"heads": {"defect": {"type": "single", "labels": ["good", "broken"]}}})
+    assert bottle.head("defect").no_defect == "good"  # undeclared: a label named good
+    colour = Taxonomy.from_dict({"heads": {"colour": {"type": "single", "labels": ["red", "blue"]}}})
+    assert colour.head("colour").no_defect is None
+
+
+@pytest.mark.parametrize(("spec", "named"), [
+    ({"type": "single", "labels": ["a", "b"], "no_defect": "c"}, "'c' is not one of its labels"),
+    ({"type": "multi", "labels": ["a", "b"], "no_defect": "a"}, "single-label"),
+])
+def test_a_wrong_no_defect_label_is_refused(spec: dict, named: str) -> None:
+    with pytest.raises(InputError, match=named):
+        Taxonomy.from_dict({"heads": {"defect": spec}})
+
+
+def test_one_rule_says_which_photos_show_no_defect() -> None:
+    assert shows_no_defect({"defect": ("MT_Free",)}, TILE)
+    assert not shows_no_defect({"defect": ("MT_Blob",)}, TILE)
+    assert not shows_no_defect({"defect": ("MT_Free",)})  # without the taxonomy: only `good`
+    assert shows_no_defect({"condition": ("B",), "damage": (), "accessories": ("charger",)})
+    assert not shows_no_defect({"condition": ("C",)})
+    assert not shows_no_defect({"condition": ("A",), "damage": ("scratch",)})
+
+
+def test_reweigh_is_a_product_of_experts() -> None:
+    head = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3]])
+    assert np.allclose(reweigh(head, 0, np.array([0.5, 0.5])), head)  # no opinion: unchanged
+    fused = reweigh(head, 0, np.array([0.9, 0.1]))
+    assert np.allclose(fused.sum(axis=1), 1.0)
+    assert fused[0, 0] < head[0, 0] and fused[1, 0] > head[1, 0]
+    assert fused[0, 1] / fused[0, 2] == pytest.approx(3.0)  # which defect stays the head's call
+    assert fused[0].argmax() == 1  # the head's doubtful "good" is overruled
+    labels = reweigh_labels({"MT_Free": 0.6, "MT_Blob": 0.4}, "MT_Free", 0.9)
+    assert labels["MT_Blob"] == pytest.approx(0.4 * 1.8 / (0.6 * 0.2 + 0.4 * 1.8))
+
+
+def test_fit_reads_the_score_or_declines() -> None:
+    rng = np.random.default_rng(0)
+    goods, defects = rng.uniform(0.5, 1.0, 20), rng.uniform(1.5, 4.0, 8)
+    opinion, why = fit_second_opinion(goods, defects, ("defect",))
+    assert opinion is not None and why == "" and opinion.fitted_on["auroc"] == 1.0
+    q = opinion.defect_probability(np.array([0.7, 3.0]))
+    assert q[0] < 0.5 < q[1]
+    assert fit_second_opinion(goods, defects[:1], ("defect",))[0] is None  # too few defects
+    opinion, why = fit_second_opinion(defects, goods, ("defect",))
+    assert opinion is None and "does not rise" in why
+
+
+def test_a_card_opinion_on_a_head_without_no_defect_is_refused() -> None:
+    entry = {"slope": 2.0, "intercept": -1.0, "heads": ["condition"], "fitted_on": {}}
+    from inspection.taxonomy import load_taxonomy
+    with pytest.raises(BundleError, match="no_defect"):
+        SecondOpinion.from_entry(entry, load_taxonomy(), "card.anomaly['phone'].second_opinion")
+
+
+def test_synthetic_damage_needs_to_know_the_good_photos(tmp_path: Path) -> None:
+    from inspection.card import PreprocessSpec
+    from inspection.manifest import read_manifest
+    from training.data import InspectionDataset
+    from training.synthetic_damage import SyntheticDamageDataset
+
+    colours = Taxonomy.from_dict({"heads": {"look": {"type": "single", "labels": ["plain", "dented"]}}})
+    Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(tmp_path / "0.png")
+    samples = [Sample(image="0.png", item_id="0", split="train", labels={"look": ("plain",)})]
+    manifest = read_manifest(write_manifest(tmp_path / "m.csv", samples, ["look"]))
+    base = InspectionDataset(manifest, manifest.samples, colours, [], PreprocessSpec(input_size=32))
+    with pytest.raises(ValueError, match="no_defect"):
+        SyntheticDamageDataset(base, "cutpaste=dented@1")
+
+
+def _tile_photo(rng: np.random.Generator, blob: bool) -> np.ndarray:
+    rgb = np.clip(rng.normal(90, 6, (64, 64, 3)), 0, 255).astype(np.uint8)
+    if blob:
+        rgb[16:44, 16:44] = 240  # a defect: a patch unlike any good photo's
+    return rgb
+
+
+@pytest.fixture(scope="module")
+def tile(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny bundle with magnetic tile's head (no_defect MT_Free) and its detector, fitted by
+    `anomaly fit` on a manifest without categories: 10 good and 3 blob train photos, 4 + 3 val,
+    4 + 4 test."""
+    root = tmp_path_factory.mktemp("tile")
+    # a head that leans to "no defect", as one trained on few defects does
+    bundle = build_bundle(root / "bundle", taxonomy=TILE, size=32, biases={"defect": {"MT_Free": 1.0}})
+    rng = np.random.default_rng(0)
+    samples = []
+    for split, goods, blobs in (("train", 10, 3), ("val", 4, 3), ("test", 4, 4)):
+        for index in range(goods + blobs):
+            blob = index >= goods
+            name = f"{split}_{index}.png"
+            Image.fromarray(_tile_photo(rng, blob)).save(root / name)
+            samples.append(Sample(image=name, item_id=name, split=split,
+                                  labels={"defect": ("MT_Blob" if blob else "MT_Free",)}))
+    manifest = write_manifest(root / "manifest.csv", samples, ["defect"])
+    assert cli(["anomaly", "fit", "--bundle", str(bundle), "--manifest", str(manifest),
+                "--as-category", "tile", "--coreset-ratio", "0.5", "--no-references"]) == 0
+    return bundle, manifest
+
+
+def test_anomaly_fit_writes_the_opinion_into_the_card(tile: tuple[Path, Path]) -> None:
+    from inspection.card import verify_bundle
+    entry = verify_bundle(tile[0]).anomaly["tile"]
+    opinion = entry["second_opinion"]
+    assert opinion["heads"] == ["defect"] and opinion["slope"] > 0
+    # the val goods (never in the bank) against the train and val blobs
+    assert opinion["fitted_on"]["good"] == 4 and opinion["fitted_on"]["defect"] == 6
+
+
+def _upload(rgb: np.ndarray) -> bytes:
+    """A PNG big enough for the quality checks (160 px), the same to the model once squashed
+    to its 32 px: each pixel three times over."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).resize((192, 192), Image.Resampling.NEAREST).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_the_service_weighs_the_opinion_into_the_head(tile: tuple[Path, Path]) -> None:
+    from inspection.decide import load_policy
+    from inspection.images import decode_photo
+    from inspection.loaded_model import LoadedModel
+    from inspection.pipeline import Upload, inspect_item
+
+    model = LoadedModel.load(tile[0])
+    rng = np.random.default_rng(1)
+    uploads = {blob: _upload(_tile_photo(rng, blob)) for blob in (False, True)}
+    photos = {blob: inspect_item(model, load_policy(), [Upload(data, "tile.png")], "tile"
+                                 ).result["photos"][0] for blob, data in uploads.items()}
+    q = {blob: photo["anomaly_defect_probability"] for blob, photo in photos.items()}
+    assert q[False] < 0.5 < q[True]
+    for blob, photo in photos.items():  # the served probabilities are the head's, weighed by q
+        rgb = decode_photo(uploads[blob], min_side=32).rgb
+        head = model.engine.predict([rgb])[0].probabilities["defect"]
+        assert photo["probabilities"]["defect"] == pytest.approx(
+            reweigh_labels(head, "MT_Free", q[blob]), abs=1e-6)
+    uncategorised = inspect_item(model, load_policy(), [Upload(uploads[True], "tile.png")], None)
+    assert uncategorised.result["photos"][0]["anomaly_defect_probability"] is None  # no detector
+
+
+def test_evaluate_measures_what_the_service_serves(tile: tuple[Path, Path], tmp_path: Path) -> None:
+    bundle, manifest = tile
+    base = ["evaluate", "--bundle", str(bundle), "--manifest", str(manifest), "--split", "test",
+            "--as-category", "tile"]
+    assert cli([*base, "--out", str(tmp_path / "served")]) == 0
+    assert cli([*base, "--head-only", "--out", str(tmp_path / "head")]) == 0
+    served = json.loads((tmp_path / "served" / "metrics.json").read_text())
+    head = json.loads((tmp_path / "head" / "metrics.json").read_text())
+    assert served["second_opinion"] == {"tile": 8} and head["second_opinion"] == {}
+    # the head calls the blobs good; the detector does not, and the served figures say so
+    assert head["heads"]["defect"]["macro_f1"] < 0.5
+    assert served["heads"]["defect"]["macro_f1"] > head["heads"]["defect"]["macro_f1"]
