@@ -28,13 +28,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.learning_curves_finetune import NO_DEFECT  # noqa: E402
 from bench.machine import describe  # noqa: E402
 from bench.supervised_real import WORK, run  # noqa: E402
 from inspection.bundle import seal_bundle  # noqa: E402
 from inspection.card import read_card  # noqa: E402
 
 OUT = REPO / "runs" / "opinion"
-NO_DEFECT = {"mvtec_bottle": "good", "magnetic_tile": "MT_Free"}
 CATEGORY = {"mvtec_bottle": "bottle", "magnetic_tile": "tile"}
 # set -> (dataset, the trained bundle per seed, its manifest per seed)
 SETS = {
