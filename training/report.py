@@ -155,13 +155,27 @@ th{background:#f3f3f3}.gallery{display:flex;flex-wrap:wrap;gap:10px}
 figure{width:170px;margin:0;font-size:12px}figure img{max-width:160px}"""
 
 
+def _served_extras(m: dict) -> str:
+    """What the served probabilities include beside the heads' own: the mirror image, the
+    anomaly score's second opinion."""
+    extras = []
+    if m.get("test_time_augmentation", "none") != "none":
+        extras.append(f"logits averaged with the {html.escape(m['test_time_augmentation'])}")
+    if m.get("second_opinion"):
+        photos = ", ".join(f"{html.escape(c)}: {n} photos" for c, n in m["second_opinion"].items())
+        extras.append("the anomaly score's second opinion weighed into the heads with a "
+                      f"<code>no_defect</code> label ({photos})")
+    return f"<p>Served probabilities: {'; '.join(extras)}.</p>" if extras else ""
+
+
 def render(data: ReportData) -> str:
     m = data.metrics
     bundle = m["bundle"]
     intro = (f"<h1>Evaluation: {html.escape(bundle['name'])} {html.escape(bundle['version'])}</h1>"
              f"<p>Split <b>{html.escape(m['split'])}</b> of {html.escape(m['manifest'])}: {m['photos']} "
              f"photos, {m['items']} items, scored through the exported ONNX bundle (model_id "
-             f"{html.escape(bundle['model_id'])}) in {m['timing']['seconds']:.1f} s.</p>")
+             f"{html.escape(bundle['model_id'])}) in {m['timing']['seconds']:.1f} s.</p>"
+             + _served_extras(m))
     summary = _table(["head", "photos", "accuracy", "macro-F1", "macro AUROC", "macro AP", "ECE"],
                      summary_rows(m["heads"]))
     item_rows = [[key, value] for key, value in m.get("items_metrics", {}).items()]
