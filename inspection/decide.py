@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from inspection.errors import InputError
 from inspection.quality import PhotoQuality, QualityLimits
-from inspection.taxonomy import Taxonomy
+from inspection.taxonomy import SERVICE_HEADS, Head, Taxonomy
 from inspection.yamlfile import read_yaml
 
 DEFAULT_POLICY = Path(__file__).parent / "defaults" / "policy.yaml"
@@ -105,6 +105,17 @@ class Flag:
 
 
 @dataclass(frozen=True)
+class HeadCall:
+    """The item's call on a single-label head the service gives no meaning of its own (MVTec's
+    `defect`): reported, not decided on."""
+
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    photo: int  # position among the photos aggregated: the one the call comes from
+
+
+@dataclass(frozen=True)
 class ItemAssessment:
     condition: str | None
     condition_confidence: float
@@ -115,6 +126,7 @@ class ItemAssessment:
     visible_accessories: dict[str, float]
     missing_accessories: list[str]
     thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
+    other_heads: dict[str, HeadCall] = field(default_factory=dict)
 
 
 def aggregate(photos: Sequence[Probabilities], taxonomy: Taxonomy, category: str | None,
@@ -133,8 +145,23 @@ def aggregate(photos: Sequence[Probabilities], taxonomy: Taxonomy, category: str
     visible = {k: v for k, v in accessories.items() if v >= used["accessories"][k]}
     expected = list(kit) if kit is not None else list(taxonomy.kits.get(category or "", ()))
     missing = [part for part in expected if part not in visible] if accessories else []
+    other = {head.name: _head_call(photos, head) for head in taxonomy.heads
+             if head.name not in SERVICE_HEADS and head.type == "single" and photos}
     return ItemAssessment(condition, confidence, condition_probs, damages, found, accessories,
-                          visible, missing, used)
+                          visible, missing, used, other)
+
+
+def _head_call(photos: Sequence[Probabilities], head: Head) -> HeadCall:
+    """With a `no_defect` label, the photo least likely to show no defect speaks for the item
+    (one photo of a break is enough, as for damage); otherwise the most confident photo."""
+    rows = [photo[head.name] for photo in photos]
+    if head.no_defect is not None:
+        chosen = min(range(len(rows)), key=lambda i: rows[i][head.no_defect])  # type: ignore[index]
+    else:
+        chosen = max(range(len(rows)), key=lambda i: max(rows[i].values()))
+    probabilities = dict(rows[chosen])
+    label = max(probabilities, key=probabilities.__getitem__)
+    return HeadCall(label, probabilities[label], probabilities, chosen)
 
 
 def _condition(photos: Sequence[Probabilities], taxonomy: Taxonomy,

@@ -203,7 +203,7 @@ def _retake(model: LoadedModel, policy: Policy, uploads: Sequence[Upload], decod
         "category": category, "photos": photos,
         "item": {"condition": {"grade": None, "confidence": 0.0, "probabilities": {}},
                  "damages": [], "accessories_visible": [], "missing_accessories": [],
-                 "photos_used": []},
+                 "photos_used": [], "heads": {}},
         "flags": [flag_dict(flag) for flag in flags],
         "skipped_checks": [{"kind": kind, "reason": "no usable photo"}
                            for kind in ("condition", "damage", "accessories", "item_mismatch",
@@ -227,7 +227,10 @@ def _item_dict(item: ItemAssessment, usable: list[int]) -> dict[str, Any]:
     return {"condition": {"grade": item.condition, "confidence": item.condition_confidence,
                           "probabilities": item.condition_probabilities},
             "damages": damages, "accessories_visible": sorted(item.visible_accessories),
-            "missing_accessories": item.missing_accessories, "photos_used": usable}
+            "missing_accessories": item.missing_accessories, "photos_used": usable,
+            "heads": {name: {"label": call.label, "confidence": call.confidence,
+                             "probabilities": call.probabilities, "photo": usable[call.photo]}
+                      for name, call in item.other_heads.items()}}
 
 
 def _skipped(model: LoadedModel, category: str | None, mismatch_ran: bool,

@@ -22,6 +22,7 @@ from inspection.yamlfile import read_yaml
 
 HeadType = Literal["single", "multi"]
 GOOD_CONDITIONS = frozenset({"A", "B"})  # grades of an item without damage
+SERVICE_HEADS = ("condition", "damage", "accessories")  # the heads with a meaning to the service
 DEFAULT_TAXONOMY = Path(__file__).parent / "defaults" / "taxonomy.yaml"
 
 

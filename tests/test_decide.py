@@ -149,3 +149,20 @@ def _raw_policy() -> dict[str, Any]:
 
     from inspection.decide import DEFAULT_POLICY
     return yaml.safe_load(DEFAULT_POLICY.read_text())
+
+
+def test_a_taxonomy_s_own_single_label_heads_get_an_item_call() -> None:
+    """MVTec's `defect` head means nothing to the rules, but the item's answer carries its call:
+    with a `no_defect` label, from the photo least likely to show no defect (one photo of a
+    break is enough); without one, from the most confident photo. Nothing is decided on it."""
+    from inspection.taxonomy import Taxonomy
+    taxonomy = Taxonomy.from_dict({"heads": {
+        "defect": {"type": "single", "labels": ["good", "broken", "stain"]},
+        "colour": {"type": "single", "labels": ["red", "blue"]}}})
+    photos = [{"defect": {"good": 0.7, "broken": 0.2, "stain": 0.1}, "colour": {"red": 0.9, "blue": 0.1}},
+              {"defect": {"good": 0.4, "broken": 0.5, "stain": 0.1}, "colour": {"red": 0.4, "blue": 0.6}}]
+    item = aggregate(photos, taxonomy, None, {}, POLICY)
+    assert (item.other_heads["defect"].label, item.other_heads["defect"].photo) == ("broken", 1)
+    assert (item.other_heads["colour"].label, item.other_heads["colour"].photo) == ("red", 0)
+    assert item.other_heads["defect"].confidence == 0.5 and not assessment_flags(item, None, {}, POLICY)
+    assert aggregate([photo("A")], TAXONOMY, "phone", {}, POLICY).other_heads == {}  # only the three

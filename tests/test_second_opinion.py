@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -152,10 +153,14 @@ def test_the_service_weighs_the_opinion_into_the_head(tile: tuple[Path, Path]) -
     model = LoadedModel.load(tile[0])
     rng = np.random.default_rng(1)
     uploads = {blob: _upload(_tile_photo(rng, blob)) for blob in (False, True)}
-    photos = {blob: inspect_item(model, load_policy(), [Upload(data, "tile.png")], "tile"
-                                 ).result["photos"][0] for blob, data in uploads.items()}
+    results = {blob: inspect_item(model, load_policy(), [Upload(data, "tile.png")], "tile").result
+               for blob, data in uploads.items()}
+    photos = {blob: result["photos"][0] for blob, result in results.items()}
     q = {blob: photo["anomaly_defect_probability"] for blob, photo in photos.items()}
     assert q[False] < 0.5 < q[True]
+    assert model.engine.predict([_tile_photo(rng, True)])[0].top("defect")[0] == "MT_Free"
+    assert results[True]["item"]["heads"]["defect"]["label"] == "MT_Blob"  # the head alone: MT_Free
+    assert results[False]["item"]["heads"]["defect"]["label"] == "MT_Free"
     for blob, photo in photos.items():  # the served probabilities are the head's, weighed by q
         rgb = decode_photo(uploads[blob], min_side=32).rgb
         head = model.engine.predict([rgb])[0].probabilities["defect"]
@@ -179,3 +184,19 @@ def test_evaluate_measures_what_the_service_serves(tile: tuple[Path, Path], tmp_
     # the head calls the blobs good; the detector does not, and the served figures say so
     assert head["heads"]["defect"]["macro_f1"] < 0.5
     assert served["heads"]["defect"]["macro_f1"] > head["heads"]["defect"]["macro_f1"]
+
+
+def test_the_api_and_the_operator_page_carry_the_item_s_defect_call(
+        tile: tuple[Path, Path], make_app: Any) -> None:
+    """Through the service: the answer's item names the head's call (with the opinion weighed
+    in) and the photo's q; the operator's page shows the call."""
+    client = make_app(tile[0], api_keys="", dev_mode=True)
+    blob = _upload(_tile_photo(np.random.default_rng(3), True))
+    answer = client.post("/v1/inspections", files=[("photos", ("tile.png", blob, "image/png"))],
+                         data={"return_id": "RMA-7", "category": "tile"})
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    assert body["item"]["heads"]["defect"]["label"] == "MT_Blob"
+    assert body["photos"][0]["anomaly_defect_probability"] > 0.5
+    page = client.get(f"/ui/items/{body['id']}")
+    assert page.status_code == 200 and "<strong>MT Blob</strong>" in page.text

@@ -63,12 +63,23 @@ class DamagePublic(BaseModel):
     found: bool
 
 
+class HeadCallPublic(BaseModel):
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    photo: int = Field(description="the photo the call comes from: with a `no_defect` label, the "
+                                   "one least likely to show no defect")
+
+
 class ItemPublic(BaseModel):
     condition: ConditionPublic
     damages: list[DamagePublic]
     accessories_visible: list[str]
     missing_accessories: list[str] = Field(description="the category's kit minus what any photo shows")
     photos_used: list[int] = Field(description="photos the item assessment is based on (usable ones)")
+    heads: dict[str, HeadCallPublic] = Field(
+        default_factory=dict, description="the item's call on each single-label head beyond "
+                                          "condition (a taxonomy's own, e.g. MVTec's `defect`)")
 
 
 class FlagPublic(BaseModel):
