@@ -181,6 +181,7 @@ def test_evaluate_measures_what_the_service_serves(tile: tuple[Path, Path], tmp_
     assert served["second_opinion"] == {"tile": 8} and head["second_opinion"] == {}
     assert "second opinion" in (tmp_path / "served" / "report.html").read_text()
     assert "second opinion" not in (tmp_path / "head" / "report.html").read_text()
+    assert cli([*base, "--head-only", "--update-card"]) == 2  # the card describes what is served
     # the head calls the blobs good; the detector does not, and the served figures say so
     assert head["heads"]["defect"]["macro_f1"] < 0.5
     assert served["heads"]["defect"]["macro_f1"] > head["heads"]["defect"]["macro_f1"]

@@ -59,6 +59,9 @@ def main(args: argparse.Namespace) -> int:
     if args.update_card and args.flip_tta:
         raise InputError("flip-averaged metrics do not describe the served model; "
                          "drop --flip-tta to update the card", "--update-card")
+    if args.update_card and args.head_only:
+        raise InputError("the heads' own metrics do not describe the served model (it weighs in "
+                         "the anomaly score); drop --head-only to update the card", "--update-card")
     engine = Engine.load(args.bundle)
     if args.flip_tta and engine.mirrored:
         raise InputError(f"{args.bundle} already serves mirrored logits (exported with "
