@@ -190,7 +190,7 @@ def test_evaluate_measures_what_the_service_serves(tile: tuple[Path, Path], tmp_
 def test_the_api_and_the_operator_page_carry_the_item_s_defect_call(
         tile: tuple[Path, Path], make_app: Any) -> None:
     """Through the service: the answer's item names the head's call (with the opinion weighed
-    in) and the photo's q; the operator's page shows the call."""
+    in) and the photo's q; the operator's page and the evidence packet show the call."""
     client = make_app(tile[0], api_keys="", dev_mode=True)
     blob = _upload(_tile_photo(np.random.default_rng(3), True))
     answer = client.post("/v1/inspections", files=[("photos", ("tile.png", blob, "image/png"))],
@@ -201,3 +201,5 @@ def test_the_api_and_the_operator_page_carry_the_item_s_defect_call(
     assert body["photos"][0]["anomaly_defect_probability"] > 0.5
     page = client.get(f"/ui/items/{body['id']}")
     assert page.status_code == 200 and "<strong>MT Blob</strong>" in page.text
+    evidence = client.get(f"/v1/inspections/{body['id']}/evidence")
+    assert evidence.status_code == 200 and "<dt>defect</dt><dd>MT_Blob (" in evidence.text
