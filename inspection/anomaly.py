@@ -66,6 +66,7 @@ class AnomalyDetectors:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         detectors = {}
+        taxonomy = card.get_taxonomy()  # parsed once: the second opinions name its heads
         for category, entry in card.anomaly.items():
             path = Path(bundle_dir) / str(entry["file"])
             if not path.is_file():
@@ -80,7 +81,7 @@ class AnomalyDetectors:
             crop = str(entry.get("crop", "none"))
             if crop not in CROPS:
                 raise BundleError(f"card.anomaly[{category!r}].crop is {crop!r}; known: {CROPS}")
-            opinion = (SecondOpinion.from_entry(entry[SECOND_OPINION], card.get_taxonomy(),
+            opinion = (SecondOpinion.from_entry(entry[SECOND_OPINION], taxonomy,
                                                 f"card.anomaly[{category!r}].{SECOND_OPINION}")
                        if SECOND_OPINION in entry else None)
             detectors[category] = Detector(session, float(entry["normaliser"]),
