@@ -1,6 +1,7 @@
 """Issue 10 item 3, served: the anomaly score's second opinion as `anomaly fit` fits it into a
 bundle and as the service weighs it in, measured by `evaluate` on the test split against the same
-bundle's heads alone (`evaluate --head-only`).
+bundle's heads alone (`evaluate --head-only`): the head's macro-F1 and, per item, how often the
+service raises `defect_found` on defective items (recall) and on good ones (false flags).
 
 For each set and seed it copies the fine-tuned bundle of `bench/recipe_table.py` (all labelled
 photos) or `bench/learning_curves_finetune.py --every-good` (5 or 10 labelled defects per kind,
@@ -71,15 +72,19 @@ def one_seed(name: str, seed: int, threads: int) -> dict[str, float]:
     category = ["--as-category", CATEGORY[dataset]]
     run(["anomaly", "fit", "--bundle", str(bundle), "--manifest", str(manifest), *category,
          "--no-references", "--threads", str(threads)])
-    figures = {}
+    figures, flags = {}, {}
     for label, extra in (("head alone", ["--head-only"]), ("second opinion", [])):
         out = work / ("eval-head" if extra else "eval")
         run(["evaluate", "--bundle", str(bundle), "--manifest", str(manifest), "--split", "test",
              *category, *extra, "--out", str(out)])
-        figures[label] = json.loads((out / "metrics.json").read_text())["heads"]["defect"]["macro_f1"]
+        metrics = json.loads((out / "metrics.json").read_text())
+        figures[label] = metrics["heads"]["defect"]["macro_f1"]
+        items = metrics["items_metrics"]
+        flags[f"{label}: defect_found recall"] = items["defect_found_recall.defect"]
+        flags[f"{label}: false flags"] = items["defect_found_false_flag_rate.defect"]
     opinion = read_card(bundle).anomaly[CATEGORY[dataset]]["second_opinion"]["fitted_on"]
     figures["opinion AUROC"] = opinion["auroc"]
-    return figures
+    return {**figures, **flags}
 
 
 def main() -> int:
@@ -102,11 +107,13 @@ def main() -> int:
             print(f"{name} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()),
                   flush=True)
         rows.append((name, {key: [r[key] for r in results] for key in results[0]}))
-    print("\n| set | head alone | served with the second opinion | opinion's val AUROC |")
-    print("|---|---|---|---|")
+    print("\n| set | head alone | served with the second opinion | opinion's val AUROC | "
+          "items flagged defect_found, head alone: defective / good | served: defective / good |")
+    print("|---|---|---|---|---|---|")
     for name, values in rows:
         cells = [f"{statistics.mean(v):.3f} ± {statistics.pstdev(v):.3f}" for v in values.values()]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        print(f"| {name} | " + " | ".join(cells[:3]) + f" | {cells[3]} / {cells[4]} | "
+              f"{cells[5]} / {cells[6]} |")
     return 0
 
 

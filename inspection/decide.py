@@ -59,7 +59,7 @@ def parse_policy(data: Mapping[str, Any], where: str = "policy") -> Policy:
         raise InputError(f"not a valid policy ({exc})", where) from None
 
 
-KNOWN_CONDITIONS = {"grade_in", "damage_any", "damage_all", "missing_any", "flags_any"}
+KNOWN_CONDITIONS = {"grade_in", "damage_any", "damage_all", "missing_any", "flags_any", "call_in"}
 
 
 def _rule(entry: Mapping[str, Any]) -> Rule:
@@ -67,6 +67,12 @@ def _rule(entry: Mapping[str, Any]) -> Rule:
     unknown = sorted(set(when) - KNOWN_CONDITIONS)
     if unknown:
         raise ValueError(f"rule {entry.get('name')!r}: unknown condition(s) {unknown}")
+    calls = when.get("call_in", {})
+    if not isinstance(calls, Mapping) or not all(
+            isinstance(labels, list) and all(isinstance(label, str) for label in labels)
+            for labels in calls.values()):
+        raise ValueError(f"rule {entry.get('name')!r}: call_in maps a head to a list of its "
+                         f"labels, e.g. {{defect: [good]}}; got {calls!r}")
     return Rule(name=str(entry.get("name", "unnamed")), when=when,
                 disposition=str(entry["disposition"]), refund=str(entry["refund"]))
 
@@ -96,7 +102,9 @@ def threshold(card_thresholds: Mapping[str, Any], policy: Policy, key: str,
 
 @dataclass(frozen=True)
 class Flag:
-    kind: str  # damage_found | accessory_missing | low_confidence | photo_unusable | item_mismatch | anomaly
+    # damage_found | defect_found | accessory_missing | low_confidence | photo_unusable |
+    # item_mismatch | anomaly
+    kind: str
     reason: str
     score: float
     threshold: float
@@ -107,12 +115,26 @@ class Flag:
 @dataclass(frozen=True)
 class HeadCall:
     """The item's call on a single-label head the service gives no meaning of its own (MVTec's
-    `defect`): reported, not decided on."""
+    `defect`). A head with a `no_defect` label raises `defect_found` from it; rules read the
+    label through `call_in`."""
 
     label: str
     confidence: float
     probabilities: dict[str, float]
     photo: int  # position among the photos aggregated: the one the call comes from
+    no_defect: str | None = None  # the head's label for "no defect", where it has one
+
+    @property
+    def defect_probability(self) -> float | None:
+        """P(some defect) on the photo the call comes from: every label but `no_defect`."""
+        if self.no_defect is None:
+            return None
+        return 1.0 - self.probabilities[self.no_defect]
+
+    @property
+    def likeliest_defect(self) -> str | None:
+        defects = {k: v for k, v in self.probabilities.items() if k != self.no_defect}
+        return max(defects, key=defects.__getitem__) if self.no_defect and defects else None
 
 
 @dataclass(frozen=True)
@@ -161,7 +183,7 @@ def _head_call(photos: Sequence[Probabilities], head: Head) -> HeadCall:
         chosen = max(range(len(rows)), key=lambda i: max(rows[i].values()))
     probabilities = dict(rows[chosen])
     label = max(probabilities, key=probabilities.__getitem__)
-    return HeadCall(label, probabilities[label], probabilities, chosen)
+    return HeadCall(label, probabilities[label], probabilities, chosen, head.no_defect)
 
 
 def _condition(photos: Sequence[Probabilities], taxonomy: Taxonomy,
@@ -215,11 +237,14 @@ def raised(checks: Iterable[Check]) -> list[Flag]:
 
 def assessment_flags(item: ItemAssessment, category: str | None,
                      card_thresholds: Mapping[str, Any], policy: Policy) -> list[Flag]:
-    """Flags that follow from the item's assessment alone: damage found, accessory missing,
-    low confidence (photo, likeness and anomaly flags are measured elsewhere and join these)."""
+    """Flags that follow from the item's assessment alone: damage found, a defect called by a
+    head with a no-defect label, accessory missing, low confidence (photo, likeness and anomaly
+    flags are measured elsewhere and join these)."""
     checks = [Check("damage_found", score, item.thresholds["damage"][label], "above",
                     f"{label.replace('_', ' ')} found with probability {score:.2f}", label=label)
               for label, score in sorted(item.damages.items(), key=lambda kv: -kv[1])]
+    checks += [defect_check(name, call, card_thresholds, policy)
+               for name, call in item.other_heads.items() if call.defect_probability is not None]
     for part in item.missing_accessories:
         score = item.accessories.get(part, 0.0)
         kit_owner = f"the {category}" if category else "this SKU's"
@@ -233,6 +258,20 @@ def assessment_flags(item: ItemAssessment, category: str | None,
                             f"condition grade {item.condition} has confidence "
                             f"{item.condition_confidence:.2f}", label=item.condition))
     return raised(checks)
+
+
+def defect_check(head: str, call: HeadCall, card_thresholds: Mapping[str, Any],
+                  policy: Policy) -> Check:
+    """P(any defect) on the item's likeliest-defective photo against `defect_found`'s threshold
+    for this head (the card's, else the policy's, else one half). The flag names the likeliest
+    defect even where the no-defect label is still the single most probable one."""
+    score = float(call.defect_probability or 0.0)
+    limit = threshold(card_thresholds, policy, "defect_found", label=head)
+    defect = call.likeliest_defect or call.label
+    return Check("defect_found", score, 0.5 if limit is None else limit, "above",
+                 f"{head}: {defect.replace('_', ' ')} likely (probability of a defect "
+                 f"{score:.2f}, of {call.no_defect.replace('_', ' ') if call.no_defect else '?'} "
+                 f"{1.0 - score:.2f})", label=defect, photo=call.photo)
 
 
 def quality_flags(qualities: Sequence[PhotoQuality]) -> list[Flag]:
@@ -308,5 +347,7 @@ def _matches(when: Mapping[str, Any], item: ItemAssessment, kinds: set[str]) -> 
         "damage_all": lambda v: set(v) <= found,
         "missing_any": lambda v: bool(item.missing_accessories) == bool(v),
         "flags_any": lambda v: bool(kinds & set(v)),
+        "call_in": lambda v: all(head in item.other_heads and item.other_heads[head].label in labels
+                                 for head, labels in v.items()),
     }
     return all(checks[key](value) for key, value in when.items())

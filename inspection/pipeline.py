@@ -254,11 +254,18 @@ def flag_dict(flag: Flag) -> dict[str, Any]:
 
 def _locate(flags: list[Flag], predictions: Sequence[PhotoPrediction],
             usable: Sequence[int]) -> list[Flag]:
-    """Point each damage flag at the usable photo that scored it highest (its heatmap)."""
+    """Point each damage flag at the usable photo that scored it highest (its heatmap), and each
+    defect flag from its position among the usable photos to the photo's own index."""
     def best(label: str) -> int:
         return max(usable, key=lambda i: predictions[i].probabilities["damage"].get(label, 0.0))
-    return [replace(flag, photo=best(flag.label)) if flag.kind == "damage_found" and flag.label
-            else flag for flag in flags]
+
+    def located(flag: Flag) -> Flag:
+        if flag.kind == "damage_found" and flag.label:
+            return replace(flag, photo=best(flag.label))
+        if flag.kind == "defect_found" and flag.photo is not None:
+            return replace(flag, photo=usable[flag.photo])
+        return flag
+    return [located(flag) for flag in flags]
 
 
 def _ms(start: float, end: float) -> float:

@@ -26,6 +26,8 @@ def threshold_origin(kind: str, label: str | None, category: str | None, card: M
             return (f"set at calibration (`calibrate --low-confidence "
                     f"{card.calibration.get('low_confidence', '?')}`), {_fitted_on(card.calibration)}")
         return "the policy's default low-confidence floor"
+    if kind == "defect_found":
+        return _defect_origin(card, category)
     if kind == "photo_unusable":
         return "the policy's photo quality limits (quality section of the policy file)"
     if kind == "item_mismatch":
@@ -51,6 +53,20 @@ def threshold_origin(kind: str, label: str | None, category: str | None, card: M
                 f"{_pct(report.get('detection_rate'))} of {report.get('positives')} "
                 f"{report.get('positives_are')})")
     return "not recorded"
+
+
+def _defect_origin(card: ModelCard, category: str | None) -> str:
+    """The threshold is on 1 - P(no defect); the anomaly score's second opinion, where fitted,
+    has already been weighed into those probabilities."""
+    base = ("set in the model card" if "defect_found" in card.thresholds
+            else "the policy's default defect threshold")
+    opinion = (card.anomaly.get(category or "") or {}).get("second_opinion")
+    if not opinion:
+        return base
+    fitted = opinion.get("fitted_on") or {}
+    return (f"{base}, on the head's probabilities with the anomaly score's second opinion "
+            f"weighed in (fitted by `anomaly fit` on {fitted.get('good', '?')} good and "
+            f"{fitted.get('defect', '?')} defect photos)")
 
 
 def _head_origin(head: str, label: str | None, card: ModelCard) -> str:

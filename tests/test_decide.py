@@ -152,9 +152,9 @@ def _raw_policy() -> dict[str, Any]:
 
 
 def test_a_taxonomy_s_own_single_label_heads_get_an_item_call() -> None:
-    """MVTec's `defect` head means nothing to the rules, but the item's answer carries its call:
-    with a `no_defect` label, from the photo least likely to show no defect (one photo of a
-    break is enough); without one, from the most confident photo. Nothing is decided on it."""
+    """The item's answer carries the call of a taxonomy's own single-label heads: with a
+    `no_defect` label (MVTec's `defect`), from the photo least likely to show no defect (one
+    photo of a break is enough); without one, from the most confident photo."""
     from inspection.taxonomy import Taxonomy
     taxonomy = Taxonomy.from_dict({"heads": {
         "defect": {"type": "single", "labels": ["good", "broken", "stain"]},
@@ -164,5 +164,72 @@ def test_a_taxonomy_s_own_single_label_heads_get_an_item_call() -> None:
     item = aggregate(photos, taxonomy, None, {}, POLICY)
     assert (item.other_heads["defect"].label, item.other_heads["defect"].photo) == ("broken", 1)
     assert (item.other_heads["colour"].label, item.other_heads["colour"].photo) == ("red", 0)
-    assert item.other_heads["defect"].confidence == 0.5 and not assessment_flags(item, None, {}, POLICY)
+    assert item.other_heads["defect"].confidence == 0.5
     assert aggregate([photo("A")], TAXONOMY, "phone", {}, POLICY).other_heads == {}  # only the three
+
+
+OWN_HEADS = {"heads": {"defect": {"type": "single", "labels": ["good", "broken", "stain"]},
+                       "colour": {"type": "single", "labels": ["red", "blue"]}}}
+
+
+def _defect_item(*defect_rows: dict[str, float], card: dict[str, Any] | None = None):
+    from inspection.taxonomy import Taxonomy
+    taxonomy = Taxonomy.from_dict(OWN_HEADS)
+    photos = [{"defect": row, "colour": {"red": 0.9, "blue": 0.1}} for row in defect_rows]
+    item = aggregate(photos, taxonomy, None, card or {}, POLICY)
+    return item, assessment_flags(item, None, card or {}, POLICY)
+
+
+@pytest.mark.parametrize(("rows", "raised"), [
+    # one photo of a break is enough: it speaks for the item
+    ([{"good": 0.7, "broken": 0.2, "stain": 0.1}, {"good": 0.4, "broken": 0.5, "stain": 0.1}],
+     [("broken", 1, 0.6)]),
+    # no defect label is the single likeliest, yet 0.55 of the photo is some defect: flagged,
+    # naming the likeliest defect
+    ([{"good": 0.45, "broken": 0.30, "stain": 0.25}], [("broken", 0, 0.55)]),
+    ([{"good": 0.8, "broken": 0.1, "stain": 0.1}], []),
+    ([{"good": 0.5, "broken": 0.1, "stain": 0.4}], [("stain", 0, 0.5)]),  # at the threshold
+])
+def test_a_head_with_a_no_defect_label_raises_defect_found(
+        rows: list[dict[str, float]], raised: list[tuple[str, int, float]]) -> None:
+    item, flags = _defect_item(*rows)
+    defects = [(f.label, f.photo, round(f.score, 6)) for f in flags if f.kind == "defect_found"]
+    assert defects == raised
+    assert all(f.kind == "defect_found" for f in flags)  # the head without no_defect raises none
+    assert all(f.threshold == 0.5 for f in flags)  # the policy's default
+
+
+def test_the_card_sets_defect_found_s_threshold_per_head() -> None:
+    row = {"good": 0.75, "broken": 0.2, "stain": 0.05}
+    assert not _defect_item(row)[1]
+    flags = _defect_item(row, card={"defect_found": {"defect": 0.2}})[1]
+    assert [(f.kind, f.threshold) for f in flags] == [("defect_found", 0.2)]
+    assert "broken likely" in flags[0].reason and "good 0.75" in flags[0].reason
+
+
+def test_defect_found_holds_the_refund_and_call_in_rules_read_the_head_s_call() -> None:
+    raw = _raw_policy()
+    raw["rules"] = [{"name": "clean", "when": {"call_in": {"defect": ["good"]}},
+                     "disposition": "restock", "refund": "approve"},
+                    {"name": "broken", "when": {"call_in": {"defect": ["broken"]}},
+                     "disposition": "liquidate", "refund": "hold_for_review"}]
+    policy = parse_policy(raw)
+    item, flags = _defect_item({"good": 0.9, "broken": 0.05, "stain": 0.05})
+    assert decide(item, flags, policy).rule == "clean" and decide(item, flags, policy).refund == "approve"
+    item, flags = _defect_item({"good": 0.3, "broken": 0.6, "stain": 0.1})
+    decision = decide(item, flags, policy)
+    assert (decision.rule, decision.refund) == ("broken", "hold_for_review")
+    assert "refund held: defect_found" in decision.reasons
+    # a head the item has no call on matches nothing
+    item, flags = _defect_item({"good": 0.9, "broken": 0.05, "stain": 0.05})
+    odd = parse_policy({**raw, "rules": [{"name": "x", "when": {"call_in": {"size": ["big"]}},
+                                          "disposition": "d", "refund": "approve"}]})
+    assert decide(item, flags, odd).rule == odd.default.name
+
+
+@pytest.mark.parametrize("call_in", [["good"], {"defect": "good"}, {"defect": [1]}])
+def test_a_malformed_call_in_is_refused_naming_the_rule(call_in: Any) -> None:
+    raw = _raw_policy()
+    raw["rules"] = [{"name": "odd", "when": {"call_in": call_in}, "disposition": "d", "refund": "r"}]
+    with pytest.raises(InputError, match="'odd': call_in maps a head"):
+        parse_policy(raw)

@@ -185,6 +185,12 @@ def test_evaluate_measures_what_the_service_serves(tile: tuple[Path, Path], tmp_
     # the head calls the blobs good; the detector does not, and the served figures say so
     assert head["heads"]["defect"]["macro_f1"] < 0.5
     assert served["heads"]["defect"]["macro_f1"] > head["heads"]["defect"]["macro_f1"]
+    # what reaches the operators: the items the service flags `defect_found`
+    items = served["items_metrics"]
+    assert items["defect_found_items.defect"] == "4 with a defect, 4 without"
+    assert items["defect_found_recall.defect"] > head["items_metrics"]["defect_found_recall.defect"]
+    assert items["defect_found_recall.defect"] == 1.0 and items["defect_found_false_flag_rate.defect"] == 0.0
+    assert "defect_found_recall.defect" in (tmp_path / "served" / "report.html").read_text()
 
 
 def test_the_api_and_the_operator_page_carry_the_item_s_defect_call(
@@ -203,3 +209,33 @@ def test_the_api_and_the_operator_page_carry_the_item_s_defect_call(
     assert page.status_code == 200 and "<strong>MT Blob</strong>" in page.text
     evidence = client.get(f"/v1/inspections/{body['id']}/evidence")
     assert evidence.status_code == 200 and "<dt>defect</dt><dd>MT_Blob (" in evidence.text
+
+
+def test_a_called_defect_raises_defect_found_on_its_own_photo_and_reaches_the_queue(
+        tile: tuple[Path, Path], make_app: Any) -> None:
+    """A dark photo (refused for quality), a good one, then the blob: the flag points at the
+    blob's own index (2), not its place among the usable photos (1), holds the refund, and the
+    operator's queue filters on it."""
+    client = make_app(tile[0], api_keys="", dev_mode=True)
+    rng = np.random.default_rng(4)
+    dark = _upload(np.zeros((64, 64, 3), np.uint8))
+    good, blob = _upload(_tile_photo(rng, False)), _upload(_tile_photo(rng, True))
+    answer = client.post("/v1/inspections", data={"return_id": "RMA-8", "category": "tile"},
+                         files=[("photos", (f"{i}.png", data, "image/png"))
+                                for i, data in enumerate((dark, good, blob))])
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    defects = [flag for flag in body["flags"] if flag["kind"] == "defect_found"]
+    assert [(f["label"], f["photo"]) for f in defects] == [("MT_Blob", 2)]
+    assert defects[0]["score"] >= defects[0]["threshold"] == 0.5
+    assert body["decision"]["refund"] == "hold_for_review"
+    queued = client.get("/v1/review-queue", params={"flag": "defect_found"})
+    assert queued.status_code == 200 and [item["id"] for item in queued.json()["items"]] == [body["id"]]
+    page = client.get(f"/ui/items/{body['id']}")
+    assert page.status_code == 200 and "defect found: MT Blob" in page.text
+    evidence = client.get(f"/v1/inspections/{body['id']}/evidence").text
+    assert "the policy&#39;s default defect threshold, on the head&#39;s probabilities" in evidence
+    # a good photo alone raises none
+    alone = client.post("/v1/inspections", data={"return_id": "RMA-9", "category": "tile"},
+                        files=[("photos", ("good.png", good, "image/png"))]).json()
+    assert not [flag for flag in alone["flags"] if flag["kind"] == "defect_found"]

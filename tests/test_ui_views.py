@@ -53,6 +53,9 @@ def test_overlays_one_per_flagged_label_with_a_map() -> None:
              {"kind": "photo_unusable", "label": "blurred"},
              {"kind": "anomaly", "label": None}]
     assert [o.label for o in overlay_choices(flags)] == ["crack", "scratch", "anomaly"]
+    # a defect a single-label head called has no map of its own: the anomaly map shows it
+    called = [{"kind": "defect_found", "label": "broken_large"}, {"kind": "anomaly", "label": None}]
+    assert [o.label for o in overlay_choices(called)] == ["anomaly"]
 
 
 HEADS = [HeadChoice("condition", "single", ("A", "B", "C", "D"), frozenset({"D"}), "Condition"),

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from inspection.anomaly import AnomalyDetectors
 from inspection.bundle import seal_bundle
 from inspection.card import read_card
+from inspection.decide import aggregate, defect_check, load_policy
 from inspection.engine import Engine, head_probabilities
 from inspection.errors import InputError
 from inspection.manifest import Manifest, Sample, read_manifest, rows_by_item, with_category
@@ -180,12 +181,46 @@ def labelled_scores(probabilities: dict[str, np.ndarray], samples: list[Sample],
     return scores
 
 
+def defect_flag_metrics(probabilities: dict[str, np.ndarray], samples: list[Sample],
+                        taxonomy: Taxonomy, thresholds: dict[str, Any]) -> dict[str, Any]:
+    """Per item, for each head with a `no_defect` label: does the service raise `defect_found`
+    (inspection.decide's own check, so the figure is what operators get) on the items some photo
+    of which truly shows a defect, and how often on the items none of whose photos does. Whether
+    the head names the right kind of defect is its macro-F1's business, not this."""
+    policy = load_policy()
+    result: dict[str, Any] = {}
+    for head in taxonomy.heads:
+        if head.no_defect is None or head.type != "single":
+            continue
+        raised, truth = [], []
+        for item_rows in rows_by_item(samples).values():
+            rows = [row for row in item_rows if samples[row].labels.get(head.name)]
+            if not rows:
+                continue
+            photos = [{head.name: dict(zip(head.labels, map(float, probabilities[head.name][row]),
+                                           strict=True))} for row in rows]
+            call = aggregate(photos, taxonomy, None, thresholds, policy).other_heads[head.name]
+            raised.append(defect_check(head.name, call, thresholds, policy).fails)
+            truth.append(any(samples[row].labels[head.name][0] != head.no_defect for row in rows))
+        flagged, defective = np.array(raised, bool), np.array(truth, bool)
+        if not defective.size:
+            continue
+        result[f"defect_found_recall.{head.name}"] = (
+            float(flagged[defective].mean()) if defective.any() else None)
+        result[f"defect_found_false_flag_rate.{head.name}"] = (
+            float(flagged[~defective].mean()) if (~defective).any() else None)
+        result[f"defect_found_items.{head.name}"] = (f"{int(defective.sum())} with a defect, "
+                                                     f"{int((~defective).sum())} without")
+    return result
+
+
 def item_metrics(probabilities: dict[str, np.ndarray], samples: list[Sample], taxonomy: Taxonomy,
                  thresholds: dict[str, Any]) -> dict[str, Any]:
     """Missing accessories per item (the category's kit minus what any photo shows), judged
     against the same rule applied to the true labels, and the share of items sent to review."""
     result: dict[str, Any] = {"review_rate": float(item_flags(probabilities, samples, taxonomy,
                                                                 thresholds).mean())}
+    result.update(defect_flag_metrics(probabilities, samples, taxonomy, thresholds))
     if not (taxonomy.has_head("accessories") and taxonomy.kits):
         return result
     head = taxonomy.head("accessories")

@@ -83,11 +83,12 @@ class ItemPublic(BaseModel):
 
 
 class FlagPublic(BaseModel):
-    kind: str = Field(description="damage_found | accessory_missing | low_confidence | "
-                                  "photo_unusable | item_mismatch | anomaly | "
+    kind: str = Field(description="damage_found | defect_found | accessory_missing | "
+                                  "low_confidence | photo_unusable | item_mismatch | anomaly | "
                                   "changed_since_request | new_damage_since_request "
                                   "(item_mismatch and anomaly found against a SKU's catalog "
-                                  "photos carry the SKU as `label`)")
+                                  "photos carry the SKU as `label`; defect_found, from a head "
+                                  "with a no-defect label, carries the likeliest defect)")
     reason: str
     score: float = Field(description="the score that raised it")
     threshold: float

@@ -14,8 +14,8 @@ from inspection.decide import Policy
 from inspection.service.validation import allowed_dispositions
 from inspection.taxonomy import Taxonomy
 
-FLAG_KINDS = ("damage_found", "accessory_missing", "item_mismatch", "anomaly", "low_confidence",
-              "photo_unusable", "changed_since_request", "new_damage_since_request")
+FLAG_KINDS = ("damage_found", "defect_found", "accessory_missing", "item_mismatch", "anomaly",
+              "low_confidence", "photo_unusable", "changed_since_request", "new_damage_since_request")
 SOURCES = ("station", "customer")
 LEGENDS = {"condition": "Condition grade", "damage": "Damage (tick every one you see)",
            "accessories": "Accessories visible"}
@@ -55,11 +55,13 @@ class Overlay:
 
 
 def overlay_choices(flags: Sequence[Mapping[str, Any]]) -> list[Overlay]:
-    """One heatmap toggle per flagged label that has a map: found damages and anomalies."""
+    """One heatmap toggle per flagged label that has a map: found damages and anomalies. A
+    defect a single-label head called has no map of its own (class activation maps are exported
+    for multi-label heads only); the anomaly map, where the photo has one, shows where it is."""
     labels: list[str] = []
     for flag in flags:
         label = flag.get("label") if flag["kind"] == "damage_found" else (
-            "anomaly" if flag["kind"] == "anomaly" else None)
+            "anomaly" if flag["kind"] in ("anomaly", "defect_found") else None)
         if label and label not in labels:
             labels.append(label)
     return [Overlay(label, human(label)) for label in labels]
