@@ -74,6 +74,8 @@ STEPS = {
     "pad+bank10": Step("ours224", True, 0.10, None, 1),
     "pad+bank4096": Step("ours224", True, 0.10, 4096, 1),
     "pad+bank10cap": Step("ours224", True, 0.10, MAX_BANK, 1),
+    "pad+bank2cap": Step("ours224", True, 0.02, MAX_BANK, 1),
+    "pad+bank3cap": Step("ours224", True, 0.03, MAX_BANK, 1),
     "pad+256px": Step("ours256", True, 0.01, MAX_BANK, 1),
     "reference": Step("ref256", True, 0.10, None, 9),
 }

@@ -27,7 +27,7 @@ def threshold_origin(kind: str, label: str | None, category: str | None, card: M
                     f"{card.calibration.get('low_confidence', '?')}`), {_fitted_on(card.calibration)}")
         return "the policy's default low-confidence floor"
     if kind == "defect_found":
-        return _defect_origin(card, category)
+        return _defect_origin(card, policy, category)
     if kind == "photo_unusable":
         return "the policy's photo quality limits (quality section of the policy file)"
     if kind == "item_mismatch":
@@ -55,17 +55,22 @@ def threshold_origin(kind: str, label: str | None, category: str | None, card: M
     return "not recorded"
 
 
-def _defect_origin(card: ModelCard, category: str | None) -> str:
-    """The threshold is on 1 - P(no defect); the anomaly score's second opinion, where fitted,
-    has already been weighed into those probabilities."""
-    base = ("set in the model card" if "defect_found" in card.thresholds
-            else "the policy's default defect threshold")
+def _defect_origin(card: ModelCard, policy: Policy, category: str | None) -> str:
+    """With no threshold the head's own call decides (its no-defect label is the bar); the
+    anomaly score's second opinion, where fitted, is already in those probabilities."""
+    if "defect_found" in card.thresholds:
+        base = "a threshold on the probability of any defect, set in the model card"
+    elif policy.thresholds.get("defect_found") is not None:
+        base = "the policy's threshold on the probability of any defect"
+    else:
+        base = ("the head's own call: the likeliest defect against the no-defect label's "
+                "probability (the policy sets no defect_found threshold)")
     opinion = (card.anomaly.get(category or "") or {}).get("second_opinion")
     if not opinion:
         return base
     fitted = opinion.get("fitted_on") or {}
-    return (f"{base}, on the head's probabilities with the anomaly score's second opinion "
-            f"weighed in (fitted by `anomaly fit` on {fitted.get('good', '?')} good and "
+    return (f"{base}; the anomaly score's second opinion is weighed into those probabilities "
+            f"(fitted by `anomaly fit` on {fitted.get('good', '?')} good and "
             f"{fitted.get('defect', '?')} defect photos)")
 
 

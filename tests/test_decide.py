@@ -181,30 +181,32 @@ def _defect_item(*defect_rows: dict[str, float], card: dict[str, Any] | None = N
 
 
 @pytest.mark.parametrize(("rows", "raised"), [
-    # one photo of a break is enough: it speaks for the item
+    # one photo of a break is enough: it speaks for the item, the break against good
     ([{"good": 0.7, "broken": 0.2, "stain": 0.1}, {"good": 0.4, "broken": 0.5, "stain": 0.1}],
-     [("broken", 1, 0.6)]),
-    # no defect label is the single likeliest, yet 0.55 of the photo is some defect: flagged,
-    # naming the likeliest defect
-    ([{"good": 0.45, "broken": 0.30, "stain": 0.25}], [("broken", 0, 0.55)]),
+     [("broken", 1, 0.5, 0.4)]),
+    # 0.55 of the photo is some defect, but the head calls it good: its own call decides
+    ([{"good": 0.45, "broken": 0.30, "stain": 0.25}], []),
     ([{"good": 0.8, "broken": 0.1, "stain": 0.1}], []),
-    ([{"good": 0.5, "broken": 0.1, "stain": 0.4}], [("stain", 0, 0.5)]),  # at the threshold
+    ([{"good": 0.3, "broken": 0.3, "stain": 0.4}], [("stain", 0, 0.4, 0.3)]),
 ])
-def test_a_head_with_a_no_defect_label_raises_defect_found(
-        rows: list[dict[str, float]], raised: list[tuple[str, int, float]]) -> None:
+def test_a_head_with_a_no_defect_label_raises_defect_found_on_its_call(
+        rows: list[dict[str, float]], raised: list[tuple[str, int, float, float]]) -> None:
     item, flags = _defect_item(*rows)
-    defects = [(f.label, f.photo, round(f.score, 6)) for f in flags if f.kind == "defect_found"]
+    defects = [(f.label, f.photo, f.score, f.threshold) for f in flags if f.kind == "defect_found"]
     assert defects == raised
     assert all(f.kind == "defect_found" for f in flags)  # the head without no_defect raises none
-    assert all(f.threshold == 0.5 for f in flags)  # the policy's default
 
 
-def test_the_card_sets_defect_found_s_threshold_per_head() -> None:
-    row = {"good": 0.75, "broken": 0.2, "stain": 0.05}
-    assert not _defect_item(row)[1]
-    flags = _defect_item(row, card={"defect_found": {"defect": 0.2}})[1]
-    assert [(f.kind, f.threshold) for f in flags] == [("defect_found", 0.2)]
-    assert "broken likely" in flags[0].reason and "good 0.75" in flags[0].reason
+def test_a_threshold_makes_any_defect_s_probability_decide() -> None:
+    """A threshold (policy or card, per head) compares 1 - P(no defect) with it: a recall knob."""
+    row = {"good": 0.55, "broken": 0.3, "stain": 0.15}
+    assert not _defect_item(row)[1]  # the head calls it good
+    flags = _defect_item(row, card={"defect_found": {"defect": 0.4}})[1]
+    assert [(f.kind, f.label, f.threshold) for f in flags] == [("defect_found", "broken", 0.4)]
+    assert flags[0].score == pytest.approx(0.45)
+    assert "broken likely" in flags[0].reason and "good 0.55" in flags[0].reason
+    assert not _defect_item(row, card={"defect_found": {"defect": 0.5}})[1]
+    assert not _defect_item(row, card={"defect_found": {"colour": 0.1}})[1]  # another head's
 
 
 def test_defect_found_holds_the_refund_and_call_in_rules_read_the_head_s_call() -> None:
