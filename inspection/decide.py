@@ -77,6 +77,33 @@ def _rule(entry: Mapping[str, Any]) -> Rule:
                 disposition=str(entry["disposition"]), refund=str(entry["refund"]))
 
 
+# the head a rule's condition reads its labels from (flags_any and missing_any read no label)
+CONDITION_HEADS = {"grade_in": "condition", "damage_any": "damage", "damage_all": "damage"}
+
+
+def policy_notes(policy: Policy, taxonomy: Taxonomy) -> list[str]:
+    """What the policy's rules name that the served model cannot say: a misspelt label or a
+    head the taxonomy lacks makes a rule silently never match, so the service logs these at
+    every model load and `/v1/models/current` lists them. Notes, not errors: one policy file
+    may serve bundles of different taxonomies (the default policy's grades mean nothing to an
+    MVTec bundle)."""
+    notes = []
+    for rule in policy.rules:
+        named = [(CONDITION_HEADS[key], list(value)) for key, value in rule.when.items()
+                 if key in CONDITION_HEADS]
+        named += [(head, list(labels)) for head, labels in rule.when.get("call_in", {}).items()]
+        for head, labels in named:
+            if not taxonomy.has_head(head):
+                notes.append(f"rule {rule.name!r} reads head {head!r}, which this model does not "
+                             f"have (heads: {taxonomy.head_names})")
+                continue
+            unknown = [label for label in labels if label not in taxonomy.head(head).labels]
+            if unknown:
+                notes.append(f"rule {rule.name!r} names {unknown}, not labels of head {head!r} "
+                             f"({list(taxonomy.head(head).labels)})")
+    return notes
+
+
 def load_policy(path: str | Path | None = None) -> Policy:
     """Read a policy YAML file; None means the packaged default."""
     path = Path(path) if path is not None else DEFAULT_POLICY

@@ -235,3 +235,19 @@ def test_a_malformed_call_in_is_refused_naming_the_rule(call_in: Any) -> None:
     raw["rules"] = [{"name": "odd", "when": {"call_in": call_in}, "disposition": "d", "refund": "r"}]
     with pytest.raises(InputError, match="'odd': call_in maps a head"):
         parse_policy(raw)
+
+
+def test_policy_notes_name_what_a_rule_reads_that_the_model_cannot_say() -> None:
+    from inspection.decide import policy_notes
+    from inspection.taxonomy import Taxonomy
+    assert policy_notes(POLICY, TAXONOMY) == []  # the default policy and taxonomy agree
+    raw = _raw_policy()
+    raw["rules"] = [{"name": "typo", "when": {"damage_any": ["crak", "scratch"]},
+                     "disposition": "d", "refund": "r"},
+                    {"name": "own", "when": {"call_in": {"defect": ["good"]}, "flags_any": ["x"]},
+                     "disposition": "d", "refund": "r"}]
+    notes = policy_notes(parse_policy(raw), TAXONOMY)
+    assert notes[0].startswith("rule 'typo' names ['crak'], not labels of head 'damage'")
+    assert notes[1].startswith("rule 'own' reads head 'defect', which this model does not have")
+    assert len(notes) == 2
+    assert policy_notes(parse_policy(raw), Taxonomy.from_dict(OWN_HEADS))[1:] == []

@@ -239,3 +239,26 @@ def test_a_called_defect_raises_defect_found_on_its_own_photo_and_reaches_the_qu
     alone = client.post("/v1/inspections", data={"return_id": "RMA-9", "category": "tile"},
                         files=[("photos", ("good.png", good, "image/png"))]).json()
     assert not [flag for flag in alone["flags"] if flag["kind"] == "defect_found"]
+
+
+def test_a_policy_naming_what_the_model_cannot_say_is_reported_at_load(
+        tile: tuple[Path, Path], make_app: Any, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A misspelt label makes a rule silently never match: the service logs it when it loads the
+    model and `/v1/models/current` lists it (notes, not errors: the default policy's grades
+    mean nothing to a tile model, and it still serves)."""
+    import yaml
+
+    from inspection.decide import DEFAULT_POLICY
+    raw = yaml.safe_load(DEFAULT_POLICY.read_text())
+    raw["rules"] = [{"name": "clean", "when": {"call_in": {"defect": ["MT_free"]}},
+                     "disposition": "restock", "refund": "approve"}, *raw["rules"]]
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(raw))
+    with caplog.at_level("WARNING"):
+        client = make_app(tile[0], api_keys="", dev_mode=True, policy_file=policy)
+    notes = client.get("/v1/models/current").json()["policy_notes"]
+    assert notes[0].startswith("rule 'clean' names ['MT_free'], not labels of head 'defect'")
+    assert any("rule 'damaged' reads head 'condition', which this model does not have" in note
+               for note in notes)
+    assert "rule 'clean' names ['MT_free']" in caplog.text

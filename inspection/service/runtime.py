@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from inspection.bundle import check_policy_pin, read_seal
-from inspection.decide import DEFAULT_POLICY
+from inspection.decide import DEFAULT_POLICY, load_policy, policy_notes
 from inspection.errors import BundleError
 from inspection.loaded_model import LoadedModel
 from inspection.manifest import file_sha256
@@ -74,4 +74,6 @@ class ModelHolder:
             self.precision_reason = why
         log.info("serving model %s %s (%s) from %s; %s", model.card.name, model.card.version,
                  model.card.model_id, chosen, why)
+        for note in policy_notes(load_policy(self.policy_file), model.engine.taxonomy):
+            log.warning("policy %s: %s", self.policy_file, note)
         return model

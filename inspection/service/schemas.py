@@ -265,6 +265,9 @@ class ModelStatus(BaseModel):
     model_id: str
     bundle: str
     checks_unavailable: dict[str, str]
+    policy_notes: list[str] = Field(default_factory=list, description=(
+        "what the policy's rules name that this model cannot say (a head it lacks, a label not "
+        "among its head's): such a rule never matches on it"))
 
 
 class CatalogPhotoPublic(BaseModel):

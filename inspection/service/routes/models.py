@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body
 
+from inspection.decide import Policy, policy_notes
 from inspection.errors import BundleError
 from inspection.loaded_model import LoadedModel
 from inspection.service.deps import AdminDep, EngineDep, StateDep
@@ -18,15 +19,16 @@ from inspection.service.schemas import ModelStatus, ReloadRequest
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-def model_status(model: LoadedModel, bundle: object) -> dict[str, object]:
+def model_status(model: LoadedModel, bundle: object, policy: Policy) -> dict[str, object]:
     card = model.card
     return {"name": card.name, "version": card.version, "model_id": card.model_id,
-            "bundle": str(bundle), "checks_unavailable": model.unavailable}
+            "bundle": str(bundle), "checks_unavailable": model.unavailable,
+            "policy_notes": policy_notes(policy, model.engine.taxonomy)}
 
 
 @router.get("/current", response_model=ModelStatus, summary="The model being served (admin)")
 def current_model(caller: AdminDep, model: EngineDep, state: StateDep) -> dict[str, object]:
-    return model_status(model, state.holder.bundle_dir)
+    return model_status(model, state.holder.bundle_dir, state.policy)
 
 
 @router.post("/reload", response_model=ModelStatus, summary="Load a bundle and swap it in",
@@ -45,4 +47,4 @@ def reload_model(caller: AdminDep, state: StateDep,
         state.catalog_rebuild.start(state.sessions, state.store, model)
     if state.sessions is not None and state.holder.bundle_dir is not None:
         record_served(state.sessions, model, state.holder.bundle_dir, caller.name)  # the fleet follows
-    return model_status(model, state.holder.bundle_dir)
+    return model_status(model, state.holder.bundle_dir, state.policy)
