@@ -58,7 +58,18 @@ def threshold_origin(kind: str, label: str | None, category: str | None, card: M
 def _defect_origin(card: ModelCard, policy: Policy, category: str | None) -> str:
     """With no threshold the head's own call decides (its no-defect label is the bar); the
     anomaly score's second opinion, where fitted, is already in those probabilities."""
-    if "defect_found" in card.thresholds:
+    fitted = card.thresholds.get("defect_found")
+    if isinstance(fitted, Mapping) and fitted:
+        calibration = card.calibration
+        targets: Mapping[str, Any] = calibration.get("targets") or {}
+        achieved: Mapping[str, Any] = calibration.get("achieved") or {}
+        base = "; ".join(
+            f"a threshold of {float(limit):.3f} on {head}'s probability of any defect, fitted by "
+            f"`calibrate` for {head}_recall={targets.get(f'{head}_recall', '?')} (achieved "
+            f"{_pct((achieved.get(f'{head}_recall') or {}).get('recall'))} of the items with a "
+            f"defect, {_pct((achieved.get(f'{head}_recall') or {}).get('false_flag_rate'))} of "
+            f"those without), {_fitted_on(calibration)}" for head, limit in fitted.items())
+    elif fitted is not None:
         base = "a threshold on the probability of any defect, set in the model card"
     elif policy.thresholds.get("defect_found") is not None:
         base = "the policy's threshold on the probability of any defect"

@@ -262,3 +262,36 @@ def test_a_policy_naming_what_the_model_cannot_say_is_reported_at_load(
     assert any("rule 'damaged' reads head 'condition', which this model does not have" in note
                for note in notes)
     assert "rule 'clean' names ['MT_free']" in caplog.text
+
+
+def test_calibrate_fits_defect_found_for_a_recall_target_on_what_is_served(
+        tile: tuple[Path, Path], tmp_path: Path) -> None:
+    """`calibrate --target defect_recall=R` chooses a threshold on P(any defect) of each val
+    item, the second opinion weighed in as served; the evidence says how it was chosen; a later
+    calibrate that does not ask for it drops it (it was fitted on the old temperatures)."""
+    import shutil
+
+    from inspection.card import read_card
+    from inspection.decide import load_policy
+    from inspection.threshold_origin import threshold_origin
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tile[0], bundle)
+    base = ["calibrate", "--bundle", str(bundle), "--manifest", str(tile[1])]
+    assert cli([*base, "--as-category", "tile", "--target", "defect_recall=1.0"]) == 0
+    card = read_card(bundle)
+    limit = card.thresholds["defect_found"]["defect"]
+    achieved = card.calibration["achieved"]["defect_recall"]
+    assert (achieved["recall"], achieved["items_with_defect"], achieved["items_without"]) == (1.0, 3, 4)
+    # with the opinion the blobs stand apart from the goods: none of the 4 val goods is flagged
+    assert achieved["false_flag_rate"] == 0.0 and 0.0 < limit < 1.0
+    origin = threshold_origin("defect_found", "MT_Blob", "tile", card, load_policy())
+    assert f"a threshold of {limit:.3f} on defect's probability of any defect" in origin
+    assert "defect_recall=1.0 (achieved 100.0% of the items with a defect, 0.0% of those" in origin
+    assert cli([*base, "--as-category", "tile"]) == 0
+    assert "defect_found" not in read_card(bundle).thresholds
+    # without the category no detector applies: the threshold is on the head's own probabilities
+    assert cli([*base, "--target", "defect_recall=1.0"]) == 0
+    assert read_card(bundle).thresholds["defect_found"]["defect"] != pytest.approx(limit, abs=1e-3)
+    with pytest.raises(InputError, match="unknown target 'colour_recall'"):
+        from training.calibrate import parse_targets
+        parse_targets(["colour_recall=0.9"], TILE)

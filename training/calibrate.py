@@ -7,6 +7,11 @@ Targets, each chosen on the validation photos (run through the bundle's ONNX ses
 - `<head>_recall=R` (`damage_recall`, `accessories_recall` or `accessory_recall`, any multi-label
   head): per label, the highest threshold that still finds R of the label's positives; 0.5 with a
   warning when the split has no positive of that label.
+- `<head>_recall=R` for a single-label head with a `no_defect` label (MVTec's `defect_recall`):
+  the highest threshold on P(any defect) = 1 - P(no defect) of an item's likeliest-defective
+  photo that still flags R of the val items with a defect (`defect_found`; the anomaly score's
+  second opinion weighed in where `anomaly fit` has fitted one, as served). Without it the
+  head's own call raises the flag.
 - `review_rate=Q`: the damage labels share the lowest threshold at which at most Q of the val
   ITEMS are sent to review by the three threshold flags (damage found, accessory missing, low
   confidence). Used for the damage head when no `damage_recall` is given; otherwise the rate is
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,8 +34,8 @@ from inspection.card import read_card
 from inspection.decide import Policy, aggregate, assessment_flags, load_policy
 from inspection.engine import Engine, head_probabilities
 from inspection.errors import InputError
-from inspection.manifest import Sample, read_manifest, rows_by_item
-from inspection.taxonomy import Taxonomy
+from inspection.manifest import Sample, read_manifest, rows_by_item, with_category
+from inspection.taxonomy import Head, Taxonomy
 from training.calibration import (
     DEFAULT_LOW_CONFIDENCE,
     LOG_T_BOUNDS,
@@ -39,11 +45,18 @@ from training.calibration import (
     threshold_for_review_rate,
 )
 from training.metrics import expected_calibration_error
-from training.predictions import collect_logits, multi_targets, single_targets, split_samples
+from training.predictions import (
+    collect_logits,
+    multi_targets,
+    single_targets,
+    split_samples,
+    weigh_second_opinion,
+)
 from training.versioning import utc_now
 
 log = logging.getLogger(__name__)
 DEFAULT_TARGETS = {"damage_recall": 0.95}
+DEFECT_FLAG = "defect_found"  # the card's thresholds key: head -> threshold on P(any defect)
 ALIASES = {"accessory_recall": "accessories_recall"}
 
 
@@ -54,6 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", action="append", default=[], metavar="NAME=VALUE",
                         help="damage_recall=0.95, accessories_recall=0.9, review_rate=0.10 "
                         f"(repeatable; default {DEFAULT_TARGETS})")
+    parser.add_argument("--as-category", metavar="NAME",
+                        help="photos without a category count as category NAME (as for `anomaly "
+                             "fit`): their anomaly detector's second opinion is weighed in")
     parser.add_argument("--low-confidence", type=float, default=DEFAULT_LOW_CONFIDENCE,
                         help="a single-label head whose top probability is below this flags low "
                         f"confidence (default {DEFAULT_LOW_CONFIDENCE})")
@@ -64,13 +80,14 @@ def parse_targets(texts: list[str], taxonomy: Taxonomy) -> dict[str, float]:
         return {name: value for name, value in DEFAULT_TARGETS.items()
                 if name == "review_rate" or taxonomy.has_head(name.removesuffix("_recall"))}
     targets: dict[str, float] = {}
-    multi_heads = [head.name for head in taxonomy.heads if head.type == "multi"]
+    recall_heads = [head.name for head in taxonomy.heads
+                    if head.type == "multi" or head.no_defect is not None]
     for text in texts:
         name, _, value = text.partition("=")
         name = ALIASES.get(name.strip(), name.strip())
-        known = name == "review_rate" or (name.endswith("_recall") and name[:-7] in multi_heads)
+        known = name == "review_rate" or (name.endswith("_recall") and name[:-7] in recall_heads)
         if not known:
-            choices = ["review_rate", *(f"{head}_recall" for head in multi_heads)]
+            choices = ["review_rate", *(f"{head}_recall" for head in recall_heads)]
             raise InputError(f"unknown target {name!r}; choose from {choices}", "--target")
         try:
             number = float(value)
@@ -89,13 +106,20 @@ def main(args: argparse.Namespace) -> int:
     taxonomy = engine.taxonomy
     targets = parse_targets(args.target, taxonomy)
     manifest = read_manifest(args.manifest, taxonomy)
+    if args.as_category:
+        manifest = with_category(manifest, args.as_category)
     samples = split_samples(manifest, args.split)
     outputs = collect_logits(engine, manifest, samples, desc=f"calibrate on {args.split}")
-    result = calibrate(outputs.logits, samples, taxonomy, targets, args.low_confidence)
+
+    def as_served(probabilities: dict[str, np.ndarray]) -> dict[str, int]:
+        return weigh_second_opinion(engine, manifest, samples, probabilities)
+    result = calibrate(outputs.logits, samples, taxonomy, targets, args.low_confidence, as_served)
     card = read_card(args.bundle)
     card.temperatures = result["temperatures"]
-    # Thresholds other steps fitted (item mismatch, the case flags) stay; every head's are replaced.
-    card.thresholds = {**card.thresholds, **result["thresholds"]}
+    # Thresholds other steps fitted (item mismatch, the case flags) stay; every head's are
+    # replaced, defect_found's too (fitted on the old temperatures, or not asked for now).
+    kept = {key: value for key, value in card.thresholds.items() if key != DEFECT_FLAG}
+    card.thresholds = {**kept, **result["thresholds"]}
     card.calibration = {**result["calibration"], "manifest": str(manifest.path),
                         "manifest_sha256": manifest.sha256(), "split": args.split,
                         "photos": len(samples), "created": utc_now()}
@@ -109,8 +133,12 @@ def main(args: argparse.Namespace) -> int:
 
 
 def calibrate(logits: dict[str, np.ndarray], samples: list[Sample], taxonomy: Taxonomy,
-              targets: dict[str, float], low_confidence: float) -> dict[str, Any]:
-    """Temperatures, thresholds and the evidence for them, from raw val logits."""
+              targets: dict[str, float], low_confidence: float,
+              as_served: Callable[[dict[str, np.ndarray]], dict[str, int]] | None = None
+              ) -> dict[str, Any]:
+    """Temperatures, thresholds and the evidence for them, from raw val logits. `as_served`
+    weighs the anomaly score's second opinion into the calibrated probabilities, in place, before
+    a `defect_found` threshold is chosen on them."""
     temperatures, ece = {}, {}
     probabilities = {}
     warnings: list[str] = []
@@ -133,8 +161,21 @@ def calibrate(logits: dict[str, np.ndarray], samples: list[Sample], taxonomy: Ta
     thresholds = default_thresholds(taxonomy)
     thresholds["low_confidence"] = {name: low_confidence for name in thresholds["low_confidence"]}
     achieved: dict[str, Any] = {}
+    defect_heads = [name for name in targets if name.endswith("_recall")
+                    and taxonomy.head(name[:-7]).type == "single"]
+    served = {name: values.copy() for name, values in probabilities.items()}
+    if as_served is not None:  # what the service's flags read: the opinion weighed in
+        as_served(served)
     for name, value in targets.items():
-        if name.endswith("_recall"):
+        if name in defect_heads:
+            head = taxonomy.head(name[:-7])
+            chosen, achieved[name] = defect_threshold(served[head.name], samples, head, value)
+            if chosen is None:
+                warnings.append(f"{head.name}: no item with a defect in val; the head's own call "
+                                "keeps raising defect_found")
+            else:
+                thresholds.setdefault(DEFECT_FLAG, {})[head.name] = chosen
+        elif name.endswith("_recall"):
             head = taxonomy.head(name[:-7])
             y, keep = multi_targets(samples, head)
             for index, label in enumerate(head.labels):
@@ -146,11 +187,11 @@ def calibrate(logits: dict[str, np.ndarray], samples: list[Sample], taxonomy: Ta
             achieved[name] = recall_at(probabilities[head.name][keep], y[keep], head.labels,
                                        thresholds[head.name])
     if "review_rate" in targets and taxonomy.has_head("damage") and "damage_recall" not in targets:
-        shared = damage_threshold_for_rate(probabilities, samples, taxonomy, thresholds,
+        shared = damage_threshold_for_rate(served, samples, taxonomy, thresholds,
                                            targets["review_rate"], warnings)
         if shared is not None:
             thresholds["damage"] = {label: shared for label in taxonomy.head("damage").labels}
-    achieved["review_rate"] = float(item_flags(probabilities, samples, taxonomy, thresholds).mean())
+    achieved["review_rate"] = float(item_flags(served, samples, taxonomy, thresholds).mean())
     if "review_rate" in targets and achieved["review_rate"] > targets["review_rate"] + 1e-9:
         warnings.append(f"review rate on val is {achieved['review_rate']:.3f}, above the target "
                         f"{targets['review_rate']} (recall targets and the other flags come first)")
@@ -161,6 +202,29 @@ def calibrate(logits: dict[str, np.ndarray], samples: list[Sample], taxonomy: Ta
                             "low_confidence": low_confidence, "warnings": warnings,
                             "method": "temperature scaling (golden section on log T, NLL); "
                                       "thresholds chosen on the split for the targets"}}
+
+
+def defect_threshold(probabilities: np.ndarray, samples: list[Sample], head: Head,
+                     target: float) -> tuple[float | None, dict[str, Any]]:
+    """Per item, P(any defect) of its likeliest-defective photo (as `inspection.decide` calls the
+    item): the highest threshold that flags `target` of the items with a defect, and what it
+    does on both kinds of item."""
+    no_defect = head.index(str(head.no_defect))
+    scores, truth = [], []
+    for item_rows in rows_by_item(samples).values():
+        rows = [row for row in item_rows if samples[row].labels.get(head.name)]
+        if rows:
+            scores.append(float(1.0 - probabilities[rows, no_defect].min()))
+            truth.append(any(samples[row].labels[head.name][0] != head.no_defect for row in rows))
+
+    score, defective = np.array(scores), np.array(truth, dtype=bool)
+    chosen = threshold_for_recall(score, defective, target) if defective.any() else None
+    if chosen is None:
+        return None, {}
+    flagged = score >= chosen
+    return chosen, {"recall": float(flagged[defective].mean()),
+                    "false_flag_rate": float(flagged[~defective].mean()) if (~defective).any() else None,
+                    "items_with_defect": int(defective.sum()), "items_without": int((~defective).sum())}
 
 
 def head_ece(probabilities: np.ndarray, targets: np.ndarray, kind: str) -> float:

@@ -16,21 +16,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-from inspection.anomaly import AnomalyDetectors
 from inspection.bundle import seal_bundle
 from inspection.card import read_card
 from inspection.decide import aggregate, defect_check, load_policy
 from inspection.engine import Engine, head_probabilities
 from inspection.errors import InputError
-from inspection.manifest import Manifest, Sample, read_manifest, rows_by_item, with_category
-from inspection.second_opinion import reweigh
+from inspection.manifest import Sample, read_manifest, rows_by_item, with_category
 from inspection.taxonomy import Taxonomy
 from training.calibrate import item_flags
 from training.calibration import default_thresholds
 from training.metrics import multi_label_metrics, single_label_metrics
-from training.predictions import collect_logits, model_photo, multi_targets, single_targets, split_samples
+from training.predictions import (
+    collect_logits,
+    model_photo,
+    multi_targets,
+    single_targets,
+    split_samples,
+    weigh_second_opinion,
+)
 from training.report import ReportData, thumbnail_b64, write_report
 from training.versioning import code_version, utc_now
 
@@ -117,43 +121,6 @@ def main(args: argparse.Namespace) -> int:
               f"macro-F1 {values.get('macro_f1') or 0:.3f}, ECE {values.get('ece', 0):.3f}")
     print(f"wrote {out / 'metrics.json'} and {out / 'report.html'}")
     return 0
-
-
-def weigh_second_opinion(engine: Engine, manifest: Manifest, samples: list[Sample],
-                         probabilities: dict[str, np.ndarray]) -> dict[str, int]:
-    """Weigh each category's anomaly score into the heads, as the service does
-    (inspection.second_opinion), in place; photos per category it was applied to."""
-    if not engine.card.anomaly:
-        return {}
-    detectors = AnomalyDetectors.load(engine.bundle_dir, engine.card)
-    applied = {}
-    for category in sorted({s.category for s in samples if s.category}):
-        opinion = detectors.second_opinion(category)
-        if opinion is None:
-            continue
-        rows = [row for row, sample in enumerate(samples) if sample.category == category]
-        starts = tqdm(range(0, len(rows), 16), desc=f"second opinion {category}")
-        scores = np.concatenate([anomaly_scores(engine, detectors, category,
-                                                [manifest.image_path(samples[r])
-                                                 for r in rows[start:start + 16]])
-                                 for start in starts])
-        defect_probability = opinion.defect_probability(scores)
-        for name in opinion.heads:
-            head = engine.taxonomy.head(name)
-            probabilities[name][rows] = reweigh(probabilities[name][rows],
-                                                head.index(str(head.no_defect)), defect_probability)
-        applied[category] = len(rows)
-    return applied
-
-
-def anomaly_scores(engine: Engine, detectors: AnomalyDetectors, category: str,
-                   paths: list[Path]) -> np.ndarray:
-    """Normalised anomaly scores of photos, decoded and scored as the service does."""
-    photos = [model_photo(path, engine.card.preprocessing) for path in paths]
-    result = detectors.score_photos(category, photos, engine.patch_features(photos),
-                                    engine.patch_features)
-    assert result is not None  # the caller checked the category has a detector
-    return result.scores
 
 
 def head_metrics(probabilities: dict[str, np.ndarray], samples: list[Sample], taxonomy: Taxonomy,

@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from inspection.anomaly import AnomalyDetectors
 from inspection.card import PreprocessSpec
 from inspection.engine import Engine
 from inspection.errors import InputError
 from inspection.images import load_photo
 from inspection.manifest import Manifest, Sample
+from inspection.second_opinion import reweigh
 from inspection.taxonomy import Head
 
 LOAD_BATCH = 32  # photos decoded at a time: a split never has to fit in memory at full size
@@ -96,3 +98,40 @@ def multi_targets(samples: list[Sample], head: Head) -> tuple[np.ndarray, np.nda
         for label in sample.labels[head.name]:
             matrix[row, head.index(label)] = 1.0
     return matrix, labelled
+
+
+def weigh_second_opinion(engine: Engine, manifest: Manifest, samples: list[Sample],
+                         probabilities: dict[str, np.ndarray]) -> dict[str, int]:
+    """Weigh each category's anomaly score into the heads, as the service does
+    (inspection.second_opinion), in place; photos per category it was applied to."""
+    if not engine.card.anomaly:
+        return {}
+    detectors = AnomalyDetectors.load(engine.bundle_dir, engine.card)
+    applied = {}
+    for category in sorted({s.category for s in samples if s.category}):
+        opinion = detectors.second_opinion(category)
+        if opinion is None:
+            continue
+        rows = [row for row, sample in enumerate(samples) if sample.category == category]
+        starts = tqdm(range(0, len(rows), 16), desc=f"second opinion {category}")
+        scores = np.concatenate([anomaly_scores(engine, detectors, category,
+                                                [manifest.image_path(samples[r])
+                                                 for r in rows[start:start + 16]])
+                                 for start in starts])
+        defect_probability = opinion.defect_probability(scores)
+        for name in opinion.heads:
+            head = engine.taxonomy.head(name)
+            probabilities[name][rows] = reweigh(probabilities[name][rows],
+                                                head.index(str(head.no_defect)), defect_probability)
+        applied[category] = len(rows)
+    return applied
+
+
+def anomaly_scores(engine: Engine, detectors: AnomalyDetectors, category: str,
+                   paths: list[Path]) -> np.ndarray:
+    """Normalised anomaly scores of photos, decoded and scored as the service does."""
+    photos = [model_photo(path, engine.card.preprocessing) for path in paths]
+    result = detectors.score_photos(category, photos, engine.patch_features(photos),
+                                    engine.patch_features)
+    assert result is not None  # the caller checked the category has a detector
+    return result.scores
