@@ -14,7 +14,7 @@ Bundles trained before the taxonomy named its `no_defect` label get it written i
 first (what `dataset import --good-label` now writes; the ONNX model is untouched).
 
     python bench/second_opinion_served.py [--sets bottle-all bottle-5 tile-all tile-5 tile-10]
-        [--seeds 0 1 2] [--threads 2]
+        [--seeds 0 1 2] [--threads 2] [--defect-recall 0.95]
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def declare_no_defect(bundle: Path, label: str) -> None:
         seal_bundle(bundle)
 
 
-def one_seed(name: str, seed: int, threads: int) -> dict[str, float]:
+def one_seed(name: str, seed: int, threads: int, recall: float | None) -> dict[str, float]:
     dataset, trained, manifest_name = SETS[name]
     manifest = WORK / dataset / manifest_name.format(seed=seed)
     work = OUT / name / f"seed{seed}"
@@ -84,6 +84,15 @@ def one_seed(name: str, seed: int, threads: int) -> dict[str, float]:
         flags[f"{label}: false flags"] = items["defect_found_false_flag_rate.defect"]
     opinion = read_card(bundle).anomaly[CATEGORY[dataset]]["second_opinion"]["fitted_on"]
     figures["opinion AUROC"] = opinion["auroc"]
+    if recall is not None:  # the recall knob: a threshold on P(any defect) fitted on val
+        run(["calibrate", "--bundle", str(bundle), "--manifest", str(manifest), *category,
+             "--target", f"defect_recall={recall}"])
+        out = work / "eval-recall"
+        run(["evaluate", "--bundle", str(bundle), "--manifest", str(manifest), "--split", "test",
+             *category, "--out", str(out)])
+        items = json.loads((out / "metrics.json").read_text())["items_metrics"]
+        flags["calibrated: defect_found recall"] = items["defect_found_recall.defect"]
+        flags["calibrated: false flags"] = items["defect_found_false_flag_rate.defect"]
     return {**figures, **flags}
 
 
@@ -92,6 +101,8 @@ def main() -> int:
     parser.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--defect-recall", type=float, metavar="R",
+                        help="then `calibrate --target defect_recall=R` on val and evaluate again")
     args = parser.parse_args()
     print(f"machine: {describe()}")
     missing = [SETS[name][1].format(seed=seed) for name in args.sets for seed in args.seeds
@@ -102,7 +113,7 @@ def main() -> int:
         return 2
     rows = []
     for name in args.sets:
-        results = [one_seed(name, seed, args.threads) for seed in args.seeds]
+        results = [one_seed(name, seed, args.threads, args.defect_recall) for seed in args.seeds]
         for seed, result in zip(args.seeds, results, strict=True):
             print(f"{name} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()),
                   flush=True)
@@ -112,8 +123,9 @@ def main() -> int:
     print("|---|---|---|---|---|---|")
     for name, values in rows:
         cells = [f"{statistics.mean(v):.3f} ± {statistics.pstdev(v):.3f}" for v in values.values()]
+        calibrated = f" {cells[7]} / {cells[8]} |" if len(cells) > 7 else ""
         print(f"| {name} | " + " | ".join(cells[:3]) + f" | {cells[3]} / {cells[4]} | "
-              f"{cells[5]} / {cells[6]} |")
+              f"{cells[5]} / {cells[6]} |{calibrated}")
     return 0
 
 

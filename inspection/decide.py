@@ -271,7 +271,7 @@ def assessment_flags(item: ItemAssessment, category: str | None,
                     f"{label.replace('_', ' ')} found with probability {score:.2f}", label=label)
               for label, score in sorted(item.damages.items(), key=lambda kv: -kv[1])]
     checks += [defect_check(name, call, card_thresholds, policy)
-               for name, call in item.other_heads.items() if call.defect_probability is not None]
+               for name, call in item.other_heads.items() if call.likeliest_defect is not None]
     for part in item.missing_accessories:
         score = item.accessories.get(part, 0.0)
         kit_owner = f"the {category}" if category else "this SKU's"
@@ -295,8 +295,7 @@ def defect_check(head: str, call: HeadCall, card_thresholds: Mapping[str, Any],
     compares P(any defect) = 1 - P(no defect) with it: a recall knob. Not 0.5 by default: a head
     with five defect kinds spreads a good photo's doubt over all five, and their sum passed one
     half on most good magnetic tiles (BENCHMARKS.md, "The head's call decides")."""
-    no_defect = str(call.no_defect)
-    defect = call.likeliest_defect or call.label
+    no_defect, defect = str(call.no_defect), str(call.likeliest_defect)
     limit = threshold(card_thresholds, policy, "defect_found", label=head)
     if limit is None:
         score, bar = call.probabilities[defect], call.probabilities[no_defect]

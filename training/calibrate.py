@@ -65,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", required=True, help="manifest with a val split")
     parser.add_argument("--split", default="val", help="split to fit on (default val)")
     parser.add_argument("--target", action="append", default=[], metavar="NAME=VALUE",
-                        help="damage_recall=0.95, accessories_recall=0.9, review_rate=0.10 "
+                        help="damage_recall=0.95, accessories_recall=0.9, review_rate=0.10, "
+                        "defect_recall=0.99 (a head with a no_defect label, e.g. MVTec's defect) "
                         f"(repeatable; default {DEFAULT_TARGETS})")
     parser.add_argument("--as-category", metavar="NAME",
                         help="photos without a category count as category NAME (as for `anomaly "
