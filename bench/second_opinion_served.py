@@ -118,9 +118,12 @@ def main() -> int:
             print(f"{name} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()),
                   flush=True)
         rows.append((name, {key: [r[key] for r in results] for key in results[0]}))
+    knob = (f" calibrated for defect_recall={args.defect_recall}: defective / good |"
+            if args.defect_recall is not None else "")
     print("\n| set | head alone | served with the second opinion | opinion's val AUROC | "
-          "items flagged defect_found, head alone: defective / good | served: defective / good |")
-    print("|---|---|---|---|---|---|")
+          "items flagged defect_found, head alone: defective / good | served: defective / good |"
+          + knob)
+    print("|---|---|---|---|---|---|" + ("---|" if knob else ""))
     for name, values in rows:
         cells = [f"{statistics.mean(v):.3f} ± {statistics.pstdev(v):.3f}" for v in values.values()]
         calibrated = f" {cells[7]} / {cells[8]} |" if len(cells) > 7 else ""
