@@ -90,9 +90,11 @@ def one_seed(name: str, seed: int, threads: int, recall: float | None) -> dict[s
         out = work / "eval-recall"
         run(["evaluate", "--bundle", str(bundle), "--manifest", str(manifest), "--split", "test",
              *category, "--out", str(out)])
-        items = json.loads((out / "metrics.json").read_text())["items_metrics"]
+        metrics = json.loads((out / "metrics.json").read_text())
+        items = metrics["items_metrics"]
         flags["calibrated: defect_found recall"] = items["defect_found_recall.defect"]
         flags["calibrated: false flags"] = items["defect_found_false_flag_rate.defect"]
+        flags["calibrated: macro-F1"] = metrics["heads"]["defect"]["macro_f1"]
     return {**figures, **flags}
 
 
@@ -102,7 +104,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--defect-recall", type=float, metavar="R",
-                        help="then `calibrate --target defect_recall=R` on val and evaluate again")
+                        help="then `calibrate --target defect_recall=R` on val (temperatures too) "
+                             "and evaluate again")
     args = parser.parse_args()
     print(f"machine: {describe()}")
     missing = [SETS[name][1].format(seed=seed) for name in args.sets for seed in args.seeds
@@ -126,7 +129,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|" + ("---|" if knob else ""))
     for name, values in rows:
         cells = [f"{statistics.mean(v):.3f} ± {statistics.pstdev(v):.3f}" for v in values.values()]
-        calibrated = f" {cells[7]} / {cells[8]} |" if len(cells) > 7 else ""
+        calibrated = f" {cells[7]} / {cells[8]} (macro-F1 {cells[9]}) |" if len(cells) > 7 else ""
         print(f"| {name} | " + " | ".join(cells[:3]) + f" | {cells[3]} / {cells[4]} | "
               f"{cells[5]} / {cells[6]} |{calibrated}")
     return 0

@@ -184,3 +184,21 @@ def test_item_flags_decide_as_the_service_does() -> None:
     fitted = {"damage": {}, "accessories": {}, "low_confidence": {"condition": 0.4}}
     assert not item_flags(probabilities, samples, taxonomy, fitted)[0]
     assert item_flags(probabilities, samples, taxonomy, {"damage": {}, "accessories": {}})[0]
+
+
+def test_a_head_s_temperature_is_fitted_on_what_is_served_with_the_second_opinion() -> None:
+    """The service multiplies the anomaly score's opinion into the tempered head, so T is
+    fitted on that product: it reaches a lower served NLL than the head-alone T, and rows
+    without an opinion (NaN) count as the head alone."""
+    from training.calibration import Opinion, fit_temperature, negative_log_likelihood
+    y = np.r_[np.zeros(20, int), np.ones(20, int)]
+    logits = np.r_[np.tile([3.0, 0.0], (20, 1)), np.tile([0.0, 3.0], (16, 1)),
+                   np.tile([2.0, 0.0], (4, 1))]  # four defects the head calls good
+    opinion = Opinion(0, np.r_[np.full(20, 0.05), np.full(16, 0.95), np.full(4, 0.98)])
+    alone = fit_temperature(logits, y, "single")
+    served = fit_temperature(logits, y, "single", opinion=opinion)
+    assert served != pytest.approx(alone, rel=0.05)
+    assert (negative_log_likelihood(logits, y, served, "single", opinion)
+            < negative_log_likelihood(logits, y, alone, "single", opinion))
+    nothing = Opinion(0, np.full(40, np.nan))
+    assert fit_temperature(logits, y, "single", opinion=nothing) == pytest.approx(alone)

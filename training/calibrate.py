@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -39,6 +38,7 @@ from inspection.taxonomy import Head, Taxonomy
 from training.calibration import (
     DEFAULT_LOW_CONFIDENCE,
     LOG_T_BOUNDS,
+    Opinion,
     default_thresholds,
     fit_temperature,
     threshold_for_recall,
@@ -48,9 +48,10 @@ from training.metrics import expected_calibration_error
 from training.predictions import (
     collect_logits,
     multi_targets,
+    opinion_probabilities,
     single_targets,
     split_samples,
-    weigh_second_opinion,
+    weigh_in,
 )
 from training.versioning import utc_now
 
@@ -111,10 +112,8 @@ def main(args: argparse.Namespace) -> int:
         manifest = with_category(manifest, args.as_category)
     samples = split_samples(manifest, args.split)
     outputs = collect_logits(engine, manifest, samples, desc=f"calibrate on {args.split}")
-
-    def as_served(probabilities: dict[str, np.ndarray]) -> dict[str, int]:
-        return weigh_second_opinion(engine, manifest, samples, probabilities)
-    result = calibrate(outputs.logits, samples, taxonomy, targets, args.low_confidence, as_served)
+    opinions, _ = opinion_probabilities(engine, manifest, samples)
+    result = calibrate(outputs.logits, samples, taxonomy, targets, args.low_confidence, opinions)
     card = read_card(args.bundle)
     card.temperatures = result["temperatures"]
     # Thresholds other steps fitted (item mismatch, the case flags) stay; every head's are
@@ -135,11 +134,12 @@ def main(args: argparse.Namespace) -> int:
 
 def calibrate(logits: dict[str, np.ndarray], samples: list[Sample], taxonomy: Taxonomy,
               targets: dict[str, float], low_confidence: float,
-              as_served: Callable[[dict[str, np.ndarray]], dict[str, int]] | None = None
-              ) -> dict[str, Any]:
-    """Temperatures, thresholds and the evidence for them, from raw val logits. `as_served`
-    weighs the anomaly score's second opinion into the calibrated probabilities, in place, before
-    a `defect_found` threshold is chosen on them."""
+              opinions: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Temperatures, thresholds and the evidence for them, from raw val logits. `opinions`: per
+    head the anomaly score's second opinion weighs, q per photo (NaN where none applies;
+    `training.predictions.opinion_probabilities`): that head's temperature is fitted on the
+    served product, and a `defect_found` threshold is chosen on it."""
+    opinions = opinions or {}
     temperatures, ece = {}, {}
     probabilities = {}
     warnings: list[str] = []
@@ -147,15 +147,21 @@ def calibrate(logits: dict[str, np.ndarray], samples: list[Sample], taxonomy: Ta
         if head.type == "single":
             y = single_targets(samples, head)
             keep = y >= 0
-            temperatures[head.name] = fit_temperature(logits[head.name][keep], y[keep], "single")
+            opinion = (Opinion(head.index(str(head.no_defect)), opinions[head.name][keep])
+                       if head.name in opinions else None)
+            temperatures[head.name] = fit_temperature(logits[head.name][keep], y[keep], "single",
+                                                      opinion=opinion)
         else:
             y, keep = multi_targets(samples, head)
+            opinion = None
             temperatures[head.name] = fit_temperature(logits[head.name][keep], y[keep], "multi")
         if not LOG_T_BOUNDS[0] + 0.01 < np.log(temperatures[head.name]) < LOG_T_BOUNDS[1] - 0.01:
             warnings.append(f"{head.name}: temperature {temperatures[head.name]:.3g} is at the search "
                             "bound; the model's scores carry little information on this split")
         before = head_probabilities(logits[head.name][keep], head, 1.0)
         after = head_probabilities(logits[head.name][keep], head, temperatures[head.name])
+        if opinion is not None:  # the ECE of what is served
+            before, after = opinion.weigh(before), opinion.weigh(after)
         ece[head.name] = {"before": head_ece(before, y[keep], head.type),
                           "after": head_ece(after, y[keep], head.type)}
         probabilities[head.name] = head_probabilities(logits[head.name], head, temperatures[head.name])
@@ -165,8 +171,7 @@ def calibrate(logits: dict[str, np.ndarray], samples: list[Sample], taxonomy: Ta
     defect_heads = [name for name in targets if name.endswith("_recall")
                     and taxonomy.head(name[:-7]).type == "single"]
     served = {name: values.copy() for name, values in probabilities.items()}
-    if as_served is not None:  # what the service's flags read: the opinion weighed in
-        as_served(served)
+    weigh_in(served, opinions, taxonomy)  # what the service's flags read
     for name, value in targets.items():
         if name in defect_heads:
             head = taxonomy.head(name[:-7])

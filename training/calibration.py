@@ -1,7 +1,10 @@
 """Pure fitting for `returns-inspect calibrate`: temperatures and flag thresholds.
 
 Temperature scaling (Guo et al., 2017) divides a head's logits by one T > 0 chosen to minimise
-the validation negative log-likelihood; it changes confidence, never the ranking or the top-1.
+the validation negative log-likelihood; it changes confidence, never the ranking or the top-1
+of a head alone. Where the anomaly score's second opinion is multiplied into a head, T is fitted
+on that product (what is served), and there it does change which label wins: it sets how far the
+head's confidence can overrule the detector's.
 T is found by golden-section search on log T (the NLL is unimodal in T), so no torch is needed.
 
 Thresholds are placed halfway between two neighbouring validation scores, so the validation
@@ -12,11 +15,13 @@ a boundary on new photos is not decided by float noise.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from inspection.engine import sigmoid, softmax
+from inspection.second_opinion import reweigh
 from inspection.taxonomy import Taxonomy
 
 LOG_T_BOUNDS = (math.log(0.05), math.log(20.0))  # T from 0.05 (sharpen x20) to 20 (flatten x20)
@@ -25,13 +30,34 @@ GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 EPSILON = 1e-12  # keeps log() finite for a probability of exactly 0
 
 
+@dataclass(frozen=True)
+class Opinion:
+    """The anomaly score's second opinion on a single-label head, per photo: the head's
+    `no_defect` column and q, NaN where no opinion applies. The service multiplies it into the
+    head's tempered probabilities, so the temperature is fitted on that product: fitted on the
+    head alone it sharpened the head (T 0.24-0.40 on the real sets) until the head overruled the
+    opinion (BENCHMARKS.md, "Temperature with the second opinion")."""
+
+    no_defect: int
+    q: np.ndarray
+
+    def weigh(self, probabilities: np.ndarray) -> np.ndarray:
+        rows = ~np.isnan(self.q)
+        weighed = probabilities.copy()
+        weighed[rows] = reweigh(probabilities[rows], self.no_defect, self.q[rows])
+        return weighed
+
+
 def negative_log_likelihood(logits: np.ndarray, targets: np.ndarray, temperature: float,
-                            kind: str) -> float:
-    """Mean NLL per photo: softmax cross-entropy (`targets` = indices) for a single-label head,
-    summed binary cross-entropy over labels (`targets` = 0/1 matrix) for a multi-label head."""
+                            kind: str, opinion: Opinion | None = None) -> float:
+    """Mean NLL per photo: softmax cross-entropy (`targets` = indices) for a single-label head
+    (of the served probabilities where an opinion is weighed in), summed binary cross-entropy
+    over labels (`targets` = 0/1 matrix) for a multi-label head."""
     scaled = np.asarray(logits, dtype=np.float64) / temperature
     if kind == "single":
         probabilities = softmax(scaled)
+        if opinion is not None:
+            probabilities = opinion.weigh(probabilities)
         picked = probabilities[np.arange(len(targets)), targets]
         return float(-np.log(picked + EPSILON).mean())
     probabilities = sigmoid(scaled)
@@ -39,14 +65,16 @@ def negative_log_likelihood(logits: np.ndarray, targets: np.ndarray, temperature
     return float(-bce.sum(axis=1).mean())
 
 
-def fit_temperature(logits: np.ndarray, targets: np.ndarray, kind: str, iterations: int = 80) -> float:
-    """T in [0.05, 20] minimising the NLL; 1.0 when there is nothing to fit on."""
+def fit_temperature(logits: np.ndarray, targets: np.ndarray, kind: str, iterations: int = 80,
+                    opinion: Opinion | None = None) -> float:
+    """T in [0.05, 20] minimising the NLL (of what is served, with an opinion); 1.0 when there
+    is nothing to fit on."""
     if len(targets) == 0:
         return 1.0
     low, high = LOG_T_BOUNDS
 
     def loss(log_t: float) -> float:
-        return negative_log_likelihood(logits, targets, math.exp(log_t), kind)
+        return negative_log_likelihood(logits, targets, math.exp(log_t), kind, opinion)
 
     left, right = high - GOLDEN * (high - low), low + GOLDEN * (high - low)
     loss_left, loss_right = loss(left), loss(right)

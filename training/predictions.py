@@ -22,7 +22,7 @@ from inspection.errors import InputError
 from inspection.images import load_photo
 from inspection.manifest import Manifest, Sample
 from inspection.second_opinion import reweigh
-from inspection.taxonomy import Head
+from inspection.taxonomy import Head, Taxonomy
 
 LOAD_BATCH = 32  # photos decoded at a time: a split never has to fit in memory at full size
 
@@ -100,13 +100,15 @@ def multi_targets(samples: list[Sample], head: Head) -> tuple[np.ndarray, np.nda
     return matrix, labelled
 
 
-def weigh_second_opinion(engine: Engine, manifest: Manifest, samples: list[Sample],
-                         probabilities: dict[str, np.ndarray]) -> dict[str, int]:
-    """Weigh each category's anomaly score into the heads, as the service does
-    (inspection.second_opinion), in place; photos per category it was applied to."""
+def opinion_probabilities(engine: Engine, manifest: Manifest, samples: list[Sample]
+                          ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """The anomaly score's second opinion as the service computes it: per head it weighs, q
+    (P(defect) from the photo's anomaly score) per sample, NaN where the sample's category has
+    no opinion; and the photos per category it applies to."""
     if not engine.card.anomaly:
-        return {}
+        return {}, {}
     detectors = AnomalyDetectors.load(engine.bundle_dir, engine.card)
+    per_head: dict[str, np.ndarray] = {}
     applied = {}
     for category in sorted({s.category for s in samples if s.category}):
         opinion = detectors.second_opinion(category)
@@ -118,12 +120,29 @@ def weigh_second_opinion(engine: Engine, manifest: Manifest, samples: list[Sampl
                                                 [manifest.image_path(samples[r])
                                                  for r in rows[start:start + 16]])
                                  for start in starts])
-        defect_probability = opinion.defect_probability(scores)
         for name in opinion.heads:
-            head = engine.taxonomy.head(name)
-            probabilities[name][rows] = reweigh(probabilities[name][rows],
-                                                head.index(str(head.no_defect)), defect_probability)
+            per_head.setdefault(name, np.full(len(samples), np.nan))[rows] = (
+                opinion.defect_probability(scores))
         applied[category] = len(rows)
+    return per_head, applied
+
+
+def weigh_in(probabilities: dict[str, np.ndarray], opinions: dict[str, np.ndarray],
+             taxonomy: Taxonomy) -> None:
+    """Each head's probabilities with q weighed in where it applies, in place, as served."""
+    for name, q in opinions.items():
+        rows = ~np.isnan(q)
+        head = taxonomy.head(name)
+        probabilities[name][rows] = reweigh(probabilities[name][rows],
+                                            head.index(str(head.no_defect)), q[rows])
+
+
+def weigh_second_opinion(engine: Engine, manifest: Manifest, samples: list[Sample],
+                         probabilities: dict[str, np.ndarray]) -> dict[str, int]:
+    """Weigh each category's anomaly score into the heads, as the service does
+    (inspection.second_opinion), in place; photos per category it was applied to."""
+    opinions, applied = opinion_probabilities(engine, manifest, samples)
+    weigh_in(probabilities, opinions, engine.taxonomy)
     return applied
 
 
