@@ -194,13 +194,13 @@ def aggregate(photos: Sequence[Probabilities], taxonomy: Taxonomy, category: str
     visible = {k: v for k, v in accessories.items() if v >= used["accessories"][k]}
     expected = list(kit) if kit is not None else list(taxonomy.kits.get(category or "", ()))
     missing = [part for part in expected if part not in visible] if accessories else []
-    other = {head.name: _head_call(photos, head) for head in taxonomy.heads
+    other = {head.name: head_call(photos, head) for head in taxonomy.heads
              if head.name not in SERVICE_HEADS and head.type == "single" and photos}
     return ItemAssessment(condition, confidence, condition_probs, damages, found, accessories,
                           visible, missing, used, other)
 
 
-def _head_call(photos: Sequence[Probabilities], head: Head) -> HeadCall:
+def head_call(photos: Sequence[Probabilities], head: Head) -> HeadCall:
     """With a `no_defect` label, the photo least likely to show no defect speaks for the item
     (one photo of a break is enough, as for damage); otherwise the most confident photo."""
     rows = [photo[head.name] for photo in photos]

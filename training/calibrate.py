@@ -30,7 +30,7 @@ import numpy as np
 
 from inspection.bundle import seal_bundle
 from inspection.card import read_card
-from inspection.decide import Policy, aggregate, assessment_flags, load_policy
+from inspection.decide import Policy, aggregate, assessment_flags, head_call, load_policy
 from inspection.engine import Engine, head_probabilities
 from inspection.errors import InputError
 from inspection.manifest import Sample, read_manifest, rows_by_item, with_category
@@ -215,14 +215,14 @@ def defect_threshold(probabilities: np.ndarray, samples: list[Sample], head: Hea
     """Per item, P(any defect) of its likeliest-defective photo (as `inspection.decide` calls the
     item): the highest threshold that flags `target` of the items with a defect, and what it
     does on both kinds of item."""
-    no_defect = head.index(str(head.no_defect))
     scores, truth = [], []
     for item_rows in rows_by_item(samples).values():
         rows = [row for row in item_rows if samples[row].labels.get(head.name)]
         if rows:
-            scores.append(float(1.0 - probabilities[rows, no_defect].min()))
+            photos = [{head.name: dict(zip(head.labels, map(float, probabilities[row]), strict=True))}
+                      for row in rows]
+            scores.append(float(head_call(photos, head).defect_probability or 0.0))
             truth.append(any(samples[row].labels[head.name][0] != head.no_defect for row in rows))
-
     score, defective = np.array(scores), np.array(truth, dtype=bool)
     chosen = threshold_for_recall(score, defective, target) if defective.any() else None
     if chosen is None:
