@@ -30,7 +30,7 @@ import numpy as np
 
 from inspection.bundle import seal_bundle
 from inspection.card import read_card
-from inspection.decide import Policy, aggregate, assessment_flags, head_call, load_policy
+from inspection.decide import Policy, aggregate, assessment_flags, load_policy
 from inspection.engine import Engine, head_probabilities
 from inspection.errors import InputError
 from inspection.manifest import Sample, read_manifest, rows_by_item, with_category
@@ -47,6 +47,8 @@ from training.calibration import (
 from training.metrics import expected_calibration_error
 from training.predictions import (
     collect_logits,
+    flag_rates,
+    item_defect_calls,
     multi_targets,
     opinion_probabilities,
     single_targets,
@@ -215,22 +217,12 @@ def defect_threshold(probabilities: np.ndarray, samples: list[Sample], head: Hea
     """Per item, P(any defect) of its likeliest-defective photo (as `inspection.decide` calls the
     item): the highest threshold that flags `target` of the items with a defect, and what it
     does on both kinds of item."""
-    scores, truth = [], []
-    for item_rows in rows_by_item(samples).values():
-        rows = [row for row in item_rows if samples[row].labels.get(head.name)]
-        if rows:
-            photos = [{head.name: dict(zip(head.labels, map(float, probabilities[row]), strict=True))}
-                      for row in rows]
-            scores.append(float(head_call(photos, head).defect_probability or 0.0))
-            truth.append(any(samples[row].labels[head.name][0] != head.no_defect for row in rows))
-    score, defective = np.array(scores), np.array(truth, dtype=bool)
+    calls, defective = item_defect_calls(probabilities, samples, head)
+    score = np.array([call.defect_probability or 0.0 for call in calls], dtype=np.float64)
     chosen = threshold_for_recall(score, defective, target) if defective.any() else None
     if chosen is None:
         return None, {}
-    flagged = score >= chosen
-    return chosen, {"recall": float(flagged[defective].mean()),
-                    "false_flag_rate": float(flagged[~defective].mean()) if (~defective).any() else None,
-                    "items_with_defect": int(defective.sum()), "items_without": int((~defective).sum())}
+    return chosen, flag_rates(score >= chosen, defective)
 
 
 def head_ece(probabilities: np.ndarray, targets: np.ndarray, kind: str) -> float:

@@ -19,7 +19,7 @@ import numpy as np
 
 from inspection.bundle import seal_bundle
 from inspection.card import read_card
-from inspection.decide import aggregate, defect_check, load_policy
+from inspection.decide import defect_check, load_policy
 from inspection.engine import Engine, head_probabilities
 from inspection.errors import InputError
 from inspection.manifest import Sample, read_manifest, rows_by_item, with_category
@@ -29,6 +29,8 @@ from training.calibration import default_thresholds
 from training.metrics import multi_label_metrics, single_label_metrics
 from training.predictions import (
     collect_logits,
+    flag_rates,
+    item_defect_calls,
     model_photo,
     multi_targets,
     single_targets,
@@ -159,25 +161,16 @@ def defect_flag_metrics(probabilities: dict[str, np.ndarray], samples: list[Samp
     for head in taxonomy.heads:
         if head.no_defect is None or head.type != "single":
             continue
-        raised, truth = [], []
-        for item_rows in rows_by_item(samples).values():
-            rows = [row for row in item_rows if samples[row].labels.get(head.name)]
-            if not rows:
-                continue
-            photos = [{head.name: dict(zip(head.labels, map(float, probabilities[head.name][row]),
-                                           strict=True))} for row in rows]
-            call = aggregate(photos, taxonomy, None, thresholds, policy).other_heads[head.name]
-            raised.append(defect_check(head.name, call, thresholds, policy).fails)
-            truth.append(any(samples[row].labels[head.name][0] != head.no_defect for row in rows))
-        flagged, defective = np.array(raised, bool), np.array(truth, bool)
+        calls, defective = item_defect_calls(probabilities[head.name], samples, head)
         if not defective.size:
             continue
-        result[f"defect_found_recall.{head.name}"] = (
-            float(flagged[defective].mean()) if defective.any() else None)
-        result[f"defect_found_false_flag_rate.{head.name}"] = (
-            float(flagged[~defective].mean()) if (~defective).any() else None)
-        result[f"defect_found_items.{head.name}"] = (f"{int(defective.sum())} with a defect, "
-                                                     f"{int((~defective).sum())} without")
+        flagged = np.array([defect_check(head.name, call, thresholds, policy).fails
+                            for call in calls], dtype=bool)
+        rates = flag_rates(flagged, defective)
+        result[f"defect_found_recall.{head.name}"] = rates["recall"]
+        result[f"defect_found_false_flag_rate.{head.name}"] = rates["false_flag_rate"]
+        result[f"defect_found_items.{head.name}"] = (f"{rates['items_with_defect']} with a defect, "
+                                                     f"{rates['items_without']} without")
     return result
 
 

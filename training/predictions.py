@@ -11,18 +11,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from inspection.anomaly import AnomalyDetectors
 from inspection.card import PreprocessSpec
+from inspection.decide import HeadCall, head_call
 from inspection.engine import Engine
 from inspection.errors import InputError
 from inspection.images import load_photo
-from inspection.manifest import Manifest, Sample
-from inspection.second_opinion import reweigh
+from inspection.manifest import Manifest, Sample, rows_by_item
 from inspection.taxonomy import Head, Taxonomy
+from training.calibration import Opinion
 
 LOAD_BATCH = 32  # photos decoded at a time: a split never has to fit in memory at full size
 
@@ -129,12 +131,34 @@ def opinion_probabilities(engine: Engine, manifest: Manifest, samples: list[Samp
 
 def weigh_in(probabilities: dict[str, np.ndarray], opinions: dict[str, np.ndarray],
              taxonomy: Taxonomy) -> None:
-    """Each head's probabilities with q weighed in where it applies, in place, as served."""
+    """Each head's probabilities with q weighed in where it applies (the dict's entries are
+    replaced), as served."""
     for name, q in opinions.items():
-        rows = ~np.isnan(q)
         head = taxonomy.head(name)
-        probabilities[name][rows] = reweigh(probabilities[name][rows],
-                                            head.index(str(head.no_defect)), q[rows])
+        probabilities[name] = Opinion(head.index(str(head.no_defect)), q).weigh(probabilities[name])
+
+
+def item_defect_calls(probabilities: np.ndarray, samples: list[Sample], head: Head
+                      ) -> tuple[list[HeadCall], np.ndarray]:
+    """Per item with photos labelled for `head` (a head with a `no_defect` label): the call the
+    service makes on it (`inspection.decide.head_call`: the photo least likely to show no
+    defect) and whether any of its photos truly shows a defect."""
+    calls, truth = [], []
+    for item_rows in rows_by_item(samples).values():
+        rows = [row for row in item_rows if samples[row].labels.get(head.name)]
+        if rows:
+            photos = [{head.name: dict(zip(head.labels, map(float, probabilities[row]), strict=True))}
+                      for row in rows]
+            calls.append(head_call(photos, head))
+            truth.append(any(samples[row].labels[head.name][0] != head.no_defect for row in rows))
+    return calls, np.array(truth, dtype=bool)
+
+
+def flag_rates(flagged: np.ndarray, defective: np.ndarray) -> dict[str, Any]:
+    """What a per-item flag does on the items with a defect (recall) and on those without."""
+    return {"recall": float(flagged[defective].mean()) if defective.any() else None,
+            "false_flag_rate": float(flagged[~defective].mean()) if (~defective).any() else None,
+            "items_with_defect": int(defective.sum()), "items_without": int((~defective).sum())}
 
 
 def weigh_second_opinion(engine: Engine, manifest: Manifest, samples: list[Sample],
