@@ -49,7 +49,9 @@ CACHE = Path("runs/anomaly-gap")
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 # name -> (input size, normalisation); ours: (x - 127) / 128, what the TF weights were trained on
-PREPROCESS = {"ours224": (224, "tf"), "ours256": (256, "tf"), "ref256": (256, "imagenet")}
+PREPROCESS = {"ours224": (224, "tf"), "ours256": (256, "tf"), "ours288": (288, "tf"),
+              "ours320": (320, "tf"), "ref224": (224, "imagenet"),
+              "ref256": (256, "imagenet")}
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,16 @@ STEPS = {
     "pad+bank2cap": Step("ours224", True, 0.02, MAX_BANK, 1),
     "pad+bank3cap": Step("ours224", True, 0.03, MAX_BANK, 1),
     "pad+256px": Step("ours256", True, 0.01, MAX_BANK, 1),
+    "pad+imagenet-norm": Step("ref224", True, 0.01, MAX_BANK, 1),
+    "pad+256px+bank10": Step("ours256", True, 0.10, None, 1),
+    "pad+256px+bank2cap": Step("ours256", True, 0.02, MAX_BANK, 1),  # the default since 2026-12-03
+    "pad+256px+bank3cap": Step("ours256", True, 0.03, MAX_BANK, 1),
+    "pad+256px+bank10cap": Step("ours256", True, 0.10, MAX_BANK, 1),
+    "pad+288px": Step("ours288", True, 0.01, MAX_BANK, 1),
+    "pad+320px": Step("ours320", True, 0.01, MAX_BANK, 1),
+    "pad+reweight": Step("ours224", True, 0.01, MAX_BANK, 9),
+    "pad+bank10+reweight": Step("ours224", True, 0.10, None, 9),
+    # every step of anomalib's default recipe at once: our copy of the reference
     "reference": Step("ref256", True, 0.10, None, 9),
 }
 

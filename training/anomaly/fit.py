@@ -36,7 +36,7 @@ from inspection.second_opinion import CARD_KEY as SECOND_OPINION
 from inspection.taxonomy import Taxonomy, shows_no_defect
 from training.anomaly.export import parity, save_detector
 from training.anomaly.features import PATCH_STRIDES
-from training.anomaly.patchcore import NEIGHBOURS, PatchCore, default_max_bank
+from training.anomaly.patchcore import CORESET_RATIO, NEIGHBOURS, PatchCore, default_max_bank
 from training.anomaly.placement import upright_views
 from training.anomaly.references import (
     fit_mismatch_threshold,
@@ -57,8 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="photos without a category count as category NAME (a set of one "
                              "product line, e.g. MVTec's bottle); the service scores requests "
                              "naming it")
-    parser.add_argument("--coreset-ratio", type=float, default=0.01,
-                        help="share of patches kept; 0.01 keeps the detector within 1.5x latency")
+    parser.add_argument("--coreset-ratio", type=float, default=CORESET_RATIO,
+                        help="share of patches kept, up to --max-bank rows")
     parser.add_argument("--max-bank", type=int, default=None,
                         help="bank rows at most (0: no cap; default 1536 per view of a photo: "
                              "3072 with --crop upright); bounds latency and memory")
