@@ -64,6 +64,7 @@ VARIANTS = {  # name -> train flags on top of the defaults (training/config.py, 
     "ema 0.9": ["--ema-decay", "0.9"],  # val and best.pt: the weights' moving average
     "lite1 240 px": ["--backbone", "efficientnet_lite1", "--input-size", "240"],
     "lite2 260 px": ["--backbone", "efficientnet_lite2", "--input-size", "260"],
+    "320 px": ["--input-size", "320"],
 }
 OUT = REPO / "runs" / "recipes"
 
