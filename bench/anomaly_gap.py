@@ -101,7 +101,7 @@ def load_set(name: str, args: argparse.Namespace) -> MvtecCategory:
         data = find_category(args.magnetic_tile.parent, args.magnetic_tile.name)
     else:
         data = find_category(None, name, manifest=args.manifest)
-    rng = random.Random(0)
+    rng = random.Random(args.draw)  # which fit photos and test goods: seeded, 0 by default
     fit = sorted(rng.sample(data.train_good, min(args.max_fit, len(data.train_good))))
     goods = [p for p, kind in data.test if kind == GOOD]
     keep = set(rng.sample(goods, min(args.max_test_good, len(goods))))
@@ -130,8 +130,9 @@ def backbone_maps(model: torch.nn.Module, paths: list[Path], preprocess: str
 
 
 def cached_maps(model: torch.nn.Module, set_name: str, part: str, paths: list[Path],
-                preprocess: str) -> tuple[np.ndarray, np.ndarray, float]:
-    path = CACHE / f"{set_name}-{part}-{preprocess}-{len(paths)}.npz"
+                preprocess: str, draw: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
+    suffix = f"-draw{draw}" if draw else ""  # draw 0 keeps the caches of before
+    path = CACHE / f"{set_name}-{part}-{preprocess}-{len(paths)}{suffix}.npz"
     if path.is_file():
         with np.load(path) as data:
             return data["fine"], data["coarse"], float(data["seconds"])
@@ -204,6 +205,8 @@ def main() -> None:
                         default=Path("/work/main/datasets/sample/manifest.csv"))
     parser.add_argument("--max-fit", type=int, default=200, help="good photos fitted, at most")
     parser.add_argument("--max-test-good", type=int, default=100)
+    parser.add_argument("--draw", type=int, default=0,
+                        help="seed of which good photos fit and which test goods are scored")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -222,8 +225,10 @@ def main() -> None:
         banks: dict[tuple, tuple[np.ndarray, float]] = {}
         for name in steps:
             step = STEPS[name]
-            fit_maps = cached_maps(model, set_name, "fit", list(data.train_good), step.preprocess)
-            test_maps = cached_maps(model, set_name, "test", test_paths, step.preprocess)
+            fit_maps = cached_maps(model, set_name, "fit", list(data.train_good), step.preprocess,
+                                   args.draw)
+            test_maps = cached_maps(model, set_name, "test", test_paths, step.preprocess,
+                                    args.draw)
             figures, maps = run_step(step, pooled(*fit_maps[:2], step.count_pad),
                                      pooled(*test_maps[:2], step.count_pad), labels, banks)
             figures["fit_seconds"] = figures["bank_seconds"] + fit_maps[2] * len(data.train_good)

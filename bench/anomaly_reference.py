@@ -95,6 +95,8 @@ def main() -> None:
                         default=Path("/work/main/datasets/sample/manifest.csv"))
     parser.add_argument("--max-fit", type=int, default=200)
     parser.add_argument("--max-test-good", type=int, default=100)
+    parser.add_argument("--draw", type=int, default=0,
+                        help="seed of which good photos fit and which test goods are scored")
     parser.add_argument("--coreset-ratio", type=float, default=0.1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path)
