@@ -46,6 +46,7 @@ def test_export_passes_parity_and_binds_the_card(bundle: Path, run: tuple[Path, 
     assert parity["top1_changed"] == {"condition": 0}
     assert card.export["opset"] >= 17 and card.version == "1.2.3" and card.name == "tiny"
     assert card.dataset["manifest_sha256"] == file_sha256(manifest)
+    assert card.training["libraries"]["numpy"] == np.__version__  # the releases that trained it
     assert card.preprocessing.input_size == 64
     assert card.thresholds["low_confidence"] == {"condition": 0.5}
     graph = onnx.load(str(bundle / "model.onnx"))

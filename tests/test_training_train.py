@@ -60,8 +60,9 @@ def test_tiny_run_writes_checkpoints_that_load(manifest: Path, tmp_path: Path) -
     model, checkpoint = load_checkpoint(run / "best.pt")
     expected = {"model", "taxonomy", "preprocessing", "backbone", "embedding_dim", "config",
                 "epoch", "metrics", "manifest", "manifest_sha256", "optimizer", "scheduler",
-                "code_version"}
+                "code_version", "libraries"}
     assert expected <= set(checkpoint)
+    assert checkpoint["libraries"]["torch"] == torch.__version__.split("+")[0]
     # epoch 0 is the probe (training/probe.py), kept when the one epoch did not beat it on val
     assert checkpoint["epoch"] in (0, 1) and checkpoint["preprocessing"]["input_size"] == 64
     assert "score" in checkpoint["metrics"] and "condition/accuracy" in checkpoint["metrics"]

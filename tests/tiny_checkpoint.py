@@ -46,6 +46,7 @@ def write_checkpoint(path: Path, manifest: Path, input_size: int = 64, seed: int
     import torch
 
     from training.model import build_model
+    from training.versioning import library_versions
 
     torch.manual_seed(seed)
     taxonomy = load_taxonomy()
@@ -58,7 +59,7 @@ def write_checkpoint(path: Path, manifest: Path, input_size: int = 64, seed: int
         "config": {"epochs": 0, "note": "test"}, "epoch": 0,
         "metrics": {"condition_accuracy": 0.25}, "manifest": str(manifest),
         "manifest_sha256": file_sha256(manifest), "optimizer": {}, "scheduler": {},
-        "code_version": "test",
+        "code_version": "test", "libraries": library_versions(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, path)

@@ -214,6 +214,7 @@ def make_card(model: InspectionNet, checkpoint: dict[str, Any], manifest: Manife
                  "categories": list(model.categories)},
         training={"config": checkpoint.get("config", {}), "embedding_dim": checkpoint.get("embedding_dim"),
                   "code_version": checkpoint.get("code_version", ""),
+                  "libraries": checkpoint.get("libraries", {}),  # the releases that trained it
                   **({"auto": checkpoint["auto"]} if "auto" in checkpoint else {})},  # train --auto
         export={"opset": opset, "exporter": f"torch.onnx (TorchScript) {torch.__version__}",
                 "int8": None},

@@ -55,7 +55,7 @@ from training.model import InspectionNet, build_model
 from training.presets import get_preset
 from training.probe import probe_heads
 from training.synthetic_damage import SyntheticDamageDataset
-from training.versioning import code_version
+from training.versioning import code_version, library_versions
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +353,8 @@ def checkpoint_base(config: TrainConfig, taxonomy: Taxonomy, categories: list[st
                 "mean": list(spec.mean), "std": list(spec.std)},
             "backbone": config.backbone, "embedding_dim": 128, "categories": categories,
             "config": config.to_dict(), "manifest": str(manifest.path),
-            "manifest_sha256": manifest.sha256(), "code_version": code_version()}
+            "manifest_sha256": manifest.sha256(), "code_version": code_version(),
+            "libraries": library_versions()}
 
 
 def restore(path: Path, model: InspectionNet, optimizer: torch.optim.Optimizer,
