@@ -1,10 +1,13 @@
-"""PRO and pixel AUROC of the operator's heatmap against defect masks."""
+"""PRO and pixel AUROC of the operator's heatmap against defect masks, and that the heatmap drawn
+for the operator is the map measured."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from inspection.anomaly import upsample_map
+from inspection.service.heatmap import ANOMALY, heat_over
 from training.anomaly.pixel_metrics import per_region_overlap, pixel_figures
 
 
@@ -49,3 +52,12 @@ def test_no_masks_no_figures() -> None:
     empty = np.zeros((8, 8), np.uint8)
     assert pixel_figures([]).auroc is None
     assert pixel_figures([(empty, np.ones((8, 8), np.float32))]).pro is None
+
+
+def test_the_operators_anomaly_heatmap_is_the_measured_map() -> None:
+    grid = np.random.default_rng(0).random((20, 20)).astype(np.float32)
+    drawn = heat_over(ANOMALY, grid, 160, 120)
+    measured = upsample_map(grid, 160, 120)
+    assert drawn.shape == (120, 160)
+    assert np.array_equal(np.argsort(drawn, axis=None)[-50:], np.argsort(measured, axis=None)[-50:])
+    assert heat_over("crack", grid, 160, 120).shape == (20, 20)  # a CAM: `overlay` resizes it

@@ -28,7 +28,7 @@ from inspection.images import decode_photo
 from inspection.loaded_model import LoadedModel
 from inspection.service import catalog_store, crud
 from inspection.service.case_view import case_comparison, timeline
-from inspection.service.heatmap import fit_display, normalise_map, overlay
+from inspection.service.heatmap import ANOMALY, fit_display, heat_over, overlay
 from inspection.service.models import Inspection, Photo
 from inspection.service.routes.inspections import heat_values
 from inspection.service.storage import PhotoStore
@@ -108,7 +108,7 @@ def heat_labels(row: Inspection, photo: Photo,
         if flag["kind"] == "damage_found" and flag.get("label"):
             labels.append((flag["label"], f"{flag['label']} (damage map)"))
         elif flag["kind"] == "anomaly":
-            labels.append(("anomaly", "anomaly map"))
+            labels.append((ANOMALY, "anomaly map"))
         elif flag["kind"] == CHANGED:
             labels.append(("unmatched", "patches the customer's photos never showed"))
     for check in (comparison or {}).get("checks", []):
@@ -145,7 +145,7 @@ def photo_evidence(row: Inspection, photo: Photo, store: PhotoStore,
     for label, title in heat_labels(row, photo, comparison):
         values = _heat(photo.predictions, label)
         if values is not None:
-            heat = normalise_map(values, peaks.get(label))
+            heat = heat_over(label, values, rgb.shape[1], rgb.shape[0], peaks.get(label))
             evidence.heatmaps.append(Heatmap(label, title, jpeg_uri(overlay(rgb, heat))))
     return evidence
 

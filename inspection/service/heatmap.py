@@ -6,6 +6,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from inspection.anomaly import upsample_map
+
+ANOMALY = "anomaly"  # the label under which a photo's anomaly map is drawn
 DISPLAY_SIDE = 640  # longest side of the overlay; operators see it in a browser
 BLEND = 0.45  # share of the colour map in the blend: the product stays recognisable
 
@@ -49,6 +52,18 @@ def encode_png(rgb: np.ndarray) -> bytes:
     return buffer.tobytes()
 
 
-def heatmap_png(rgb: np.ndarray, values: np.ndarray, peak: float | None = None) -> bytes:
+def heat_over(label: str, values: np.ndarray, width: int, height: int,
+              peak: float | None = None) -> np.ndarray:
+    """A label's map as 0..1 heat for a width x height photo. The anomaly map is drawn exactly
+    as its pixel AUROC and PRO are measured (`upsample_map`, smoothed); a CAM is scaled first and
+    `overlay` resizes it."""
+    if label == ANOMALY:
+        values = upsample_map(values, width, height)
+    return normalise_map(values, peak)
+
+
+def heatmap_png(rgb: np.ndarray, values: np.ndarray, peak: float | None = None,
+                label: str = "") -> bytes:
     display = fit_display(rgb)
-    return encode_png(overlay(display, normalise_map(values, peak)))
+    return encode_png(overlay(display, heat_over(label, values, display.shape[1],
+                                                 display.shape[0], peak)))

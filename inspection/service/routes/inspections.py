@@ -35,7 +35,7 @@ from inspection.service.deps import (
     SubmitterDep,
 )
 from inspection.service.errors import Forbidden, NotFound, Unprocessable
-from inspection.service.heatmap import DISPLAY_SIDE, heatmap_png
+from inspection.service.heatmap import ANOMALY, DISPLAY_SIDE, heatmap_png
 from inspection.service.limits import check_photo_pixels, check_photo_size, check_request_pixels
 from inspection.service.models import Inspection
 from inspection.service.photo_writes import discard, start_writing
@@ -227,7 +227,7 @@ def read_heatmap(inspection_id: InspectionId, n: int, caller: PrincipalDep, sess
     if not store.exists(photo.path):
         raise NotFound(f"photo {n} of inspection {inspection_id} is no longer stored", "n")
     rgb = decode_photo(store.read(photo.path), min_side=DISPLAY_SIDE, where=f"photo {n}").rgb
-    return Response(heatmap_png(rgb, values, peak), media_type="image/png")
+    return Response(heatmap_png(rgb, values, peak, label), media_type="image/png")
 
 
 def heat_values(predictions: dict[str, Any], label: str) -> np.ndarray:
@@ -236,7 +236,7 @@ def heat_values(predictions: dict[str, Any], label: str) -> np.ndarray:
         if unmatched is None:
             raise NotFound("this photo was not compared with the customer's photos", "label")
         return unpack_map(unmatched)
-    if label == "anomaly":
+    if label == ANOMALY:
         anomaly_map = predictions.get("anomaly_map")
         if anomaly_map is None:
             raise NotFound("this photo has no anomaly map", "label")
