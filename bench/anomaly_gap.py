@@ -84,6 +84,8 @@ STEPS = {
     "pad+256px+bank2cap": Step("ours256", True, 0.02, MAX_BANK, 1),  # the default since 2026-12-03
     "pad+256px+bank3cap": Step("ours256", True, 0.03, MAX_BANK, 1),
     "pad+256px+bank10cap": Step("ours256", True, 0.10, MAX_BANK, 1),
+    "pad+256px+bank3072": Step("ours256", True, 0.10, 3072, 1),
+    "pad+256px+bank4096": Step("ours256", True, 0.10, 4096, 1),
     "pad+288px": Step("ours288", True, 0.01, MAX_BANK, 1),
     "pad+320px": Step("ours320", True, 0.01, MAX_BANK, 1),
     "pad+reweight": Step("ours224", True, 0.01, MAX_BANK, 9),

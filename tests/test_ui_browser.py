@@ -101,6 +101,7 @@ def test_operator_reviews_a_flagged_item_in_chromium(live_server: str, tmp_path:
             # On to the next item, which the `c` shortcut confirms as the model answered it.
             expect(page.get_by_text("Review of return RMA-1001 saved.")).to_be_visible()
             expect(page.get_by_role("heading", level=1)).to_have_text("Return RMA-1002")
+            expect(page.locator("html[data-shortcuts='on']")).to_have_count(1)  # keys are live
             page.keyboard.press("c")
             expect(page.get_by_text("Review of return RMA-1002 saved.")).to_be_visible()
             expect(page.get_by_text("Nothing to review")).to_be_visible()

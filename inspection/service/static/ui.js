@@ -71,4 +71,7 @@ function setupShortcuts() {
 document.addEventListener("DOMContentLoaded", () => {
   setupOverlays();
   setupShortcuts();
+  // The script is deferred: a key pressed before this line is lost. Saying when the keys are
+  // live lets a browser test (and a curious operator's devtools) wait for it.
+  document.documentElement.dataset.shortcuts = "on";
 });
