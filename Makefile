@@ -44,7 +44,7 @@ bench: install-dev
 # the library releases that produced it (BUNDLE_PINS; a card lists its own as training.libraries).
 SAMPLE = datasets/sample/manifest.csv
 BUNDLE_PINS = training/recipes/default-bundle.constraints.txt
-default-bundle: install-dev
+default-bundle: $(BIN)/python  # install-dev's install, with the pins
 	$(BIN)/pip install -q -c $(BUNDLE_PINS) -e '.[train,dev,ray]'
 	$(BIN)/returns-inspect dataset synth --out datasets/sample
 	$(BIN)/returns-inspect dataset validate $(SAMPLE)
