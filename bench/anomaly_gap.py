@@ -39,6 +39,7 @@ from training.anomaly.extractor import imagenet_backbone, timm_feature_maps  # n
 from training.anomaly.mvtec import GOOD, MvtecCategory  # noqa: E402
 from training.anomaly.patchcore import (  # noqa: E402
     MAX_BANK,
+    SEARCHED_ROWS,
     PatchCore,
     build_bank,
     support_neighbours,
@@ -61,37 +62,41 @@ class Step:
     ratio: float
     cap: int | None  # largest bank
     neighbours: int  # 1 = worst patch's distance; 9 = PatchCore's density reweighting
+    searched: int | None = None  # rows every patch sees; the worst patches see the rest
 
 
+CAP_BEFORE = 1536  # the bank's cap before the two-pass search (2026-12-04)
 STEPS = {
-    "ours": Step("ours224", False, 0.01, MAX_BANK, 1),
-    "reweight": Step("ours224", False, 0.01, MAX_BANK, 9),
-    "pad": Step("ours224", True, 0.01, MAX_BANK, 1),
-    "256px": Step("ours256", False, 0.01, MAX_BANK, 1),
-    "256px+imagenet-norm": Step("ref256", False, 0.01, MAX_BANK, 1),
-    "256px+reweight": Step("ours256", False, 0.01, MAX_BANK, 9),
+    "ours": Step("ours224", False, 0.01, CAP_BEFORE, 1),
+    "reweight": Step("ours224", False, 0.01, CAP_BEFORE, 9),
+    "pad": Step("ours224", True, 0.01, CAP_BEFORE, 1),
+    "256px": Step("ours256", False, 0.01, CAP_BEFORE, 1),
+    "256px+imagenet-norm": Step("ref256", False, 0.01, CAP_BEFORE, 1),
+    "256px+reweight": Step("ours256", False, 0.01, CAP_BEFORE, 9),
     "bank3+reweight": Step("ours224", False, 0.03, None, 9),
     "bank10": Step("ours224", False, 0.10, None, 1),
     "bank10+reweight": Step("ours224", False, 0.10, None, 9),
     "pad+bank10": Step("ours224", True, 0.10, None, 1),
     "pad+bank4096": Step("ours224", True, 0.10, 4096, 1),
-    "pad+bank10cap": Step("ours224", True, 0.10, MAX_BANK, 1),
-    "pad+bank2cap": Step("ours224", True, 0.02, MAX_BANK, 1),
-    "pad+bank3cap": Step("ours224", True, 0.03, MAX_BANK, 1),
-    "pad+256px": Step("ours256", True, 0.01, MAX_BANK, 1),
-    "pad+imagenet-norm": Step("ref224", True, 0.01, MAX_BANK, 1),
+    "pad+bank10cap": Step("ours224", True, 0.10, CAP_BEFORE, 1),
+    "pad+bank2cap": Step("ours224", True, 0.02, CAP_BEFORE, 1),
+    "pad+bank3cap": Step("ours224", True, 0.03, CAP_BEFORE, 1),
+    "pad+256px": Step("ours256", True, 0.01, CAP_BEFORE, 1),
+    "pad+imagenet-norm": Step("ref224", True, 0.01, CAP_BEFORE, 1),
     "pad+256px+bank10": Step("ours256", True, 0.10, None, 1),
-    "pad+256px+bank2cap": Step("ours256", True, 0.02, MAX_BANK, 1),  # the default since 2026-12-03
-    "pad+256px+bank3cap": Step("ours256", True, 0.03, MAX_BANK, 1),
-    "pad+256px+bank10cap": Step("ours256", True, 0.10, MAX_BANK, 1),
+    "pad+256px+bank2cap": Step("ours256", True, 0.02, CAP_BEFORE, 1),  # the default 12-03 to 12-04
+    "pad+256px+bank3cap": Step("ours256", True, 0.03, CAP_BEFORE, 1),
+    "pad+256px+bank10cap": Step("ours256", True, 0.10, CAP_BEFORE, 1),
     "pad+256px+bank3072": Step("ours256", True, 0.10, 3072, 1),
     "pad+256px+bank4096": Step("ours256", True, 0.10, 4096, 1),
-    "pad+288px": Step("ours288", True, 0.01, MAX_BANK, 1),
-    "pad+320px": Step("ours320", True, 0.01, MAX_BANK, 1),
-    "pad+reweight": Step("ours224", True, 0.01, MAX_BANK, 9),
+    "pad+288px": Step("ours288", True, 0.01, CAP_BEFORE, 1),
+    "pad+320px": Step("ours320", True, 0.01, CAP_BEFORE, 1),
+    "pad+reweight": Step("ours224", True, 0.01, CAP_BEFORE, 9),
     "pad+bank10+reweight": Step("ours224", True, 0.10, None, 9),
     # every step of anomalib's default recipe at once: our copy of the reference
     "reference": Step("ref256", True, 0.10, None, 9),
+    # the default since 2026-12-04: 4,096 rows, 1,536 searched by every patch
+    "pad+256px+bank2+twopass": Step("ours256", True, 0.02, MAX_BANK, 1, SEARCHED_ROWS),
 }
 
 
@@ -178,17 +183,19 @@ def run_step(step: Step, fit: np.ndarray, test: np.ndarray, labels: np.ndarray,
              banks: dict[tuple, tuple[np.ndarray, float]]) -> tuple[dict[str, float], np.ndarray]:
     """Fit the bank (shared by steps that differ only in the score) and score the test
     photos for one step; figures and the anomaly maps."""
-    key = (step.preprocess, step.count_pad, step.ratio, step.cap)
+    key = (step.preprocess, step.count_pad, step.ratio, step.cap, step.searched)
     if key not in banks:
         started = time.perf_counter()
-        banks[key] = (build_bank(fit, step.ratio, progress=False, max_bank=step.cap),
+        banks[key] = (build_bank(fit, step.ratio, progress=False, max_bank=step.cap,
+                                 searched_rows=step.searched),
                       time.perf_counter() - started)
     bank, bank_seconds = banks[key]
     started = time.perf_counter()
     support = support_neighbours(bank, step.neighbours) if step.neighbours > 1 else None
     bank_seconds += time.perf_counter() - started
     started = time.perf_counter()
-    scores, maps = PatchCore(bank, support).score(test)
+    searched = step.searched if step.searched and step.searched < len(bank) else None
+    scores, maps = PatchCore(bank, support, searched).score(test)
     score_seconds = time.perf_counter() - started
     return ({"image_auroc": float(roc_auc_score(labels, scores)), "bank": int(len(bank)),
              "bank_seconds": bank_seconds, "nn_ms_per_photo": 1000 * score_seconds / len(test)},

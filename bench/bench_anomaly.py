@@ -2,11 +2,12 @@
 ONNX (issue 4 asks for at most 1.5x), on one machine in one run.
 
     python bench/bench_anomaly.py [--bundle models/default --category C] [--bank-size 16384]
+        [--searched-rows 1536]
 
 With a bundle that has a detector for C, both files come from it. Otherwise the classifier is
 exported from `training.model.build_model` (ImageNet backbone, default taxonomy) and a detector
 is built with a bank of `--bank-size` real patch features (16,384 is about what a 10% coreset
-of 209 photos at 224 px keeps).
+of 209 photos at 224 px keeps), `--searched-rows` of them compared with every patch (0: all).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.machine import describe  # noqa: E402
 from inspection.card import PreprocessSpec, read_card  # noqa: E402
 from inspection.preprocess import batch_inputs  # noqa: E402
+from training.anomaly.patchcore import SEARCHED_ROWS  # noqa: E402
 
 
 def interleaved_medians(first: Callable[[], object], second: Callable[[], object], repeats: int,
@@ -63,7 +65,7 @@ def export_current_model(folder: Path, input_size: int) -> Path:
 
 
 def build_detector(folder: Path, classifier: ort.InferenceSession, image: np.ndarray,
-                   bank_size: int, neighbours: int) -> Path:
+                   bank_size: int, neighbours: int, searched_rows: int) -> Path:
     from training.anomaly.export import save_detector
     from training.anomaly.patchcore import flatten_patches, support_neighbours
 
@@ -73,7 +75,8 @@ def build_detector(folder: Path, classifier: ort.InferenceSession, image: np.nda
     bank = patches[rng.integers(0, len(patches), bank_size)] + rng.normal(
         0, 0.1, (bank_size, patches.shape[1])).astype(np.float32)
     support = support_neighbours(bank, neighbours) if neighbours > 1 else None
-    return save_detector(bank, folder / "anomaly.onnx", support=support)
+    return save_detector(bank, folder / "anomaly.onnx", support=support,
+                         searched_rows=searched_rows or None)
 
 
 def main() -> None:
@@ -82,6 +85,8 @@ def main() -> None:
     parser.add_argument("--category", help="the bundle's anomaly category to time")
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--bank-size", type=int, default=16384)
+    parser.add_argument("--searched-rows", type=int, default=SEARCHED_ROWS,
+                        help="rows every patch is compared with (0: every row, one pass)")
     parser.add_argument("--neighbours", type=int, default=9,
                         help="support rows of the weighted score (1: plain max)")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
@@ -104,7 +109,7 @@ def main() -> None:
         classifier = session(model_path, args.threads)
         if args.bundle is None or not args.category:
             detector_path = build_detector(Path(tmp), classifier, image, args.bank_size,
-                                           args.neighbours)
+                                           args.neighbours, args.searched_rows)
         detector = session(detector_path, args.threads)
         bank = detector.get_inputs()[0].shape
         print(f"classifier {model_path.name} at {size} px; detector {detector_path.name} "

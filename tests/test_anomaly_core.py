@@ -11,7 +11,9 @@ import pytest
 from training.anomaly.coreset import coverage_radius, greedy_coreset
 from training.anomaly.export import parity, save_detector
 from training.anomaly.patchcore import (
+    RERANKED_PATCHES,
     PatchCore,
+    build_bank,
     density_weights,
     flatten_patches,
     nearest_distances,
@@ -61,15 +63,60 @@ def test_nearest_distances_match_brute_force() -> None:
     assert np.allclose(nearest_distances(features, bank), brute, atol=1e-4)
 
 
+@pytest.mark.parametrize("searched_rows", [None, 10])
 @pytest.mark.parametrize("neighbours", [1, 9])
-def test_onnx_detector_matches_torch_scores(tmp_path: Path, neighbours: int) -> None:
+def test_onnx_detector_matches_torch_scores(tmp_path: Path, neighbours: int,
+                                            searched_rows: int | None) -> None:
     rng = np.random.default_rng(3)
-    features = rng.normal(size=(3, 12, 5, 7)).astype(np.float32)
+    features = rng.normal(size=(3, 12, 9, 7)).astype(np.float32)  # 63 patches: 32 reranked
     detector = PatchCore.fit(rng.normal(size=(4, 12, 4, 4)).astype(np.float32), 1.0,
-                             progress=False, neighbours=neighbours)
+                             progress=False, neighbours=neighbours, searched_rows=searched_rows)
+    assert detector.searched_rows == searched_rows
     path = save_detector(detector.bank, tmp_path / "anomaly" / "x.onnx", {"category": "x"},
-                         detector.support)
+                         detector.support, detector.searched_rows)
     assert parity(path, detector, features) < 1e-4
+    assert parity(path, detector, features[:1, :, :3, :3]) < 1e-4  # fewer patches than reranked
+
+
+def test_two_pass_search_gives_each_photos_worst_patches_their_whole_bank_distance() -> None:
+    rng = np.random.default_rng(5)
+    features = rng.normal(size=(2, 8, 8, 8)).astype(np.float32)  # 64 patches a photo
+    detector = PatchCore.fit(rng.normal(size=(6, 8, 8, 8)).astype(np.float32), 1.0,
+                             progress=False, searched_rows=40)
+    queries = flatten_patches(features)
+    first = nearest_distances(features, detector.bank[:40]).reshape(2, 64)
+    whole = nearest_distances(features, detector.bank).reshape(2, 64)
+    scores, maps = detector.score(features)
+    assert np.allclose(maps.reshape(2, 64), first, atol=1e-4)  # the map: the first pass
+    for photo in range(2):
+        worst = np.argsort(-first[photo], kind="stable")[:RERANKED_PATCHES]
+        rest = np.setdiff1d(np.arange(64), worst)
+        scored = np.r_[whole[photo, worst], first[photo, rest]]
+        assert scores[photo] == pytest.approx(scored.max(), abs=1e-4)
+    assert len(queries) == 128 and np.all(scores <= first.max(axis=1) + 1e-4)
+
+
+def test_two_pass_search_finds_an_anomaly_only_the_rest_of_the_bank_explains() -> None:
+    """A good patch kind that only the bank's later rows hold: the first pass calls it far, the
+    second finds it, so a photo of it scores as low as the whole search says."""
+    rng = np.random.default_rng(6)
+    common = rng.normal(size=(300, 4)).astype(np.float32)
+    rare = np.full((1, 4), 40.0, np.float32)
+    bank = np.concatenate([common, rare])
+    detector = PatchCore(bank, searched_rows=300)
+    photo = np.concatenate([common[:15], rare]).T.reshape(1, 4, 4, 4)
+    assert detector.score(photo)[0][0] == pytest.approx(0.0, abs=1e-2)
+    assert PatchCore(bank[:300]).score(photo)[0][0] > 30.0
+
+
+def test_a_bank_that_keeps_every_patch_still_starts_with_a_coreset() -> None:
+    points = _clustered()
+    features = points.T.reshape(1, 16, 20, 20)
+    bank = build_bank(features, 1.0, progress=False, max_bank=None, searched_rows=12)
+    assert len(bank) == len(points)
+    assert np.array_equal(np.sort(bank, axis=0), np.sort(points, axis=0))  # a reordering
+    first = np.array([np.flatnonzero((points == row).all(axis=1))[0] for row in bank[:12]])
+    assert coverage_radius(points, first) < 1.0  # the first 12 reach every cluster
 
 
 def test_weighted_score_stays_within_its_bounds_and_favours_sparse_matches() -> None:

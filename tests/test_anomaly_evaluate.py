@@ -59,6 +59,25 @@ def test_evaluate_refuses_an_unknown_layer(tiny_mvtec: Path,
     assert code == 2 and "--layers" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag", ["--searched-rows", "--max-bank"])
+def test_evaluate_refuses_a_negative_row_count(tiny_mvtec: Path, flag: str,
+                                               capsys: pytest.CaptureFixture) -> None:
+    code = cli_main(["anomaly", "evaluate", "--root", str(tiny_mvtec), "--category", "widget",
+                     "--input-size", "64", flag, "-5"])
+    assert code == 2 and "--searched-rows" in capsys.readouterr().err
+
+
+def test_evaluate_searches_a_bank_larger_than_its_searched_rows_in_two_passes(
+        tiny_mvtec: Path, tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    assert cli_main(["anomaly", "evaluate", "--root", str(tiny_mvtec), "--category", "widget",
+                     "--input-size", "64", "--coreset-ratio", "1.0", "--searched-rows", "16",
+                     "--json", str(out), "--threads", "1"]) == 0
+    result = json.loads(out.read_text())
+    assert result["config"]["bank_size"] == 6 * 8 * 8 and result["config"]["searched_rows"] == 16
+    assert result["image_auroc"] >= 0.9
+
+
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_bottle_image_auroc(tmp_path: Path) -> None:

@@ -193,7 +193,8 @@ def test_fit_records_what_the_detector_was_fitted_on(crop: str, tmp_path: Path) 
     entry = card.anomaly["phone"]
     assert AnomalyDetectors.load(bundle, card).crop_of("phone") == entry["crop"]
     if crop == "upright":
-        assert entry["crop"] == "upright" and entry["max_bank"] == 3072  # 1,536 per half turn
+        assert entry["crop"] == "upright" and entry["max_bank"] == 8192  # 4,096 per half turn
+        assert entry["searched_rows"] <= 3072  # 1,536 per half turn, or every row of a small bank
     else:  # both fitted, the val split's defect chose, both val AUROCs kept
         assert entry["crop"] in ("none", "upright")
         assert set(entry["crop_val_auroc"]) == {"none", "upright"}
@@ -203,7 +204,7 @@ def test_crop_auto_keeps_what_separates_the_val_defects_best() -> None:
     from training.anomaly.fit import Fitted, choose_crop
 
     def fitted(crop: str, held: list[float], defects: list[float] | None) -> Fitted:
-        return Fitted(crop, 0, None, np.zeros(0), np.array(held),  # type: ignore[arg-type]
+        return Fitted(crop, 0, 0, None, np.zeros(0), np.array(held),  # type: ignore[arg-type]
                       None if defects is None else np.array(defects))
 
     whole, upright = fitted("none", [1, 2, 3], [2.5, 1.5]), fitted("upright", [1, 2, 3], [4, 5])

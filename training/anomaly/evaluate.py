@@ -30,7 +30,13 @@ from inspection.images import load_photo
 from inspection.locate import crop_to_item, find_upright, upright_item
 from training.anomaly.extractor import DEFAULT_STRIDES, extract_all, torch_patch_extractor
 from training.anomaly.mvtec import GOOD, MvtecCategory, holdout_split
-from training.anomaly.patchcore import CORESET_RATIO, NEIGHBOURS, PatchCore, default_max_bank
+from training.anomaly.patchcore import (
+    CORESET_RATIO,
+    NEIGHBOURS,
+    PatchCore,
+    default_max_bank,
+    default_searched_rows,
+)
 from training.anomaly.pixel_metrics import masked_pairs, pixel_figures
 from training.anomaly.placement import (
     place,
@@ -64,8 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coreset-ratio", type=float, default=CORESET_RATIO,
                         help="share of patches kept, up to --max-bank rows")
     parser.add_argument("--max-bank", type=int, default=None,
-                        help="bank rows at most (0: no cap; default 1536 per view of a photo: "
-                             "3072 with --crop upright); bounds latency and memory")
+                        help="bank rows at most (0: no cap; default 4096 per view of a photo: "
+                             "8192 with --crop upright); bounds memory")
+    parser.add_argument("--searched-rows", type=int, default=None,
+                        help="bank rows every patch is compared with; each photo's worst "
+                             "patches then see the rest (0: every row; default 1536 per view "
+                             "of a photo); bounds latency")
     parser.add_argument("--neighbours", type=int, default=NEIGHBOURS,
                         help="support rows of the density-weighted image score (1: plain max)")
     parser.add_argument("--layers", default=",".join(map(str, DEFAULT_STRIDES)),
@@ -152,7 +162,7 @@ def run_protocol(data: MvtecCategory, input_size: int = INPUT_SIZE,
                  target_fpr: float = DEFAULT_TARGET_FPR, seed: int = 0,
                  max_bank: int | None = None, neighbours: int = NEIGHBOURS,
                  placement: str = "aligned", rotation_copies: int = 1,
-                 crop: str = "none") -> dict[str, Any]:
+                 crop: str = "none", searched_rows: int | None = None) -> dict[str, Any]:
     """Fit, calibrate and score one category; return the figures as a JSON-able dict."""
     if not 0.0 < coreset_ratio <= 1.0:
         raise InputError(f"must be in (0, 1], got {coreset_ratio}", "--coreset-ratio")
@@ -160,7 +170,10 @@ def run_protocol(data: MvtecCategory, input_size: int = INPUT_SIZE,
         raise InputError(f"must be a multiple of 32, got {input_size}", "--input-size")
     if not 1 <= rotation_copies <= 36 or neighbours < 1:
         raise InputError("--rotations must be 1..36 and --neighbours at least 1", "--rotations")
+    if min(max_bank or 0, searched_rows or 0) < 0:
+        raise InputError("must be 0 (no bound) or a row count", "--max-bank/--searched-rows")
     max_bank = default_max_bank(crop) if max_bank is None else max_bank
+    searched_rows = default_searched_rows(crop) if searched_rows is None else searched_rows
     fit_photos, held_photos = holdout_split(data.train_good, holdout, seed)
     extract = torch_patch_extractor(input_size, strides)
     load = photo_loader(input_size, placement, seed, crop)
@@ -172,7 +185,7 @@ def run_protocol(data: MvtecCategory, input_size: int = INPUT_SIZE,
                                 [(p, k) for p in fit_photos for k in range(rotation_copies)],
                                 desc="train/good"))
     detector = PatchCore.fit(fit_features, coreset_ratio, seed=seed, max_bank=max_bank or None,
-                             neighbours=neighbours)
+                             neighbours=neighbours, searched_rows=searched_rows or None)
     fit_seconds = time.perf_counter() - started
     held_scores, _ = detector.score(extract_all(extract, load, held_photos, desc="held-out"))
     calibration = fit_calibration(held_scores, target_fpr=target_fpr)
@@ -204,7 +217,8 @@ def run_protocol(data: MvtecCategory, input_size: int = INPUT_SIZE,
         "normaliser": calibration.normaliser,
         "calibration": calibration.fitted_on,
         "config": {"input_size": input_size, "coreset_ratio": coreset_ratio,
-                   "max_bank": max_bank, "neighbours": neighbours, "layers": list(strides),
+                   "max_bank": max_bank, "searched_rows": searched_rows,
+                   "neighbours": neighbours, "layers": list(strides),
                    "placement": placement, "rotations": rotation_copies, "crop": crop,
                    "holdout": holdout,
                    "seed": seed, "fit_photos": len(fit_photos),
@@ -224,7 +238,8 @@ def main(args: argparse.Namespace) -> int:
     data = find_category(args.root, args.category, args.manifest, args.seed)
     result = run_protocol(data, args.input_size, args.coreset_ratio, parse_layers(args.layers),
                           args.holdout, args.target_fpr, args.seed, args.max_bank,
-                          args.neighbours, args.placement, args.rotations, args.crop)
+                          args.neighbours, args.placement, args.rotations, args.crop,
+                          args.searched_rows)
     result["category"] = args.category
     config = result["config"]
     pixel, pro = result["pixel_auroc"], result["pro"]
@@ -234,7 +249,8 @@ def main(args: argparse.Namespace) -> int:
           + f"  (threshold {result['threshold']:.3f})")
     print(f"  cost: fit {result['fit_seconds']:.1f} s on {config['fit_photos']} photos"
           f" x {config['rotations']} rotation(s), bank {config['bank_size']} patches"
-          f" x {config['channels']} ch, {result['ms_per_photo']:.1f} ms/photo")
+          f" x {config['channels']} ch (searched {config['searched_rows'] or 'all'}),"
+          f" {result['ms_per_photo']:.1f} ms/photo")
     at_fpr = result["tpr_at_fpr"]
     print(f"  {'kind':<24} at threshold   at {REPORTED_FPR:.0%} good FPR")
     for kind, rate in result["detection_rate"].items():

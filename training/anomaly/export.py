@@ -5,7 +5,9 @@ nearest-neighbour search is plain matrix arithmetic, ||a||^2 - 2ab + ||b||^2, mi
 the bank. Outputs are named after what they are (anomalib's habit): `anomaly_map` (N x h x w,
 every patch's distance) and `anomaly_score` (N: the worst patch's distance, density-weighted as
 PatchCore does when the detector was fitted with support rows), both raw; normalisation and
-the threshold live in the model card.
+the threshold live in the model card. A bank larger than its searched rows is searched in two
+passes, as patchcore.two_pass_neighbours does: the first rows for every patch (the map), the
+rest for each photo's RERANKED_PATCHES worst (TopK, Gather, ScatterND), which the score takes.
 """
 
 from __future__ import annotations
@@ -16,48 +18,123 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from training.anomaly.patchcore import PatchCore
+from training.anomaly.patchcore import RERANKED_PATCHES, PatchCore
 
 OPSET = 17
 INPUT_NAME = "patch_features"
 OUTPUT_NAMES = ("anomaly_score", "anomaly_map")
 
 
+def _nearest_nodes(prefix: str, queries: str, queries_sq: str, rows: str, out: str
+                   ) -> list[onnx.NodeProto]:
+    """`out`: each query's squared distance to its nearest row of the initializer `rows`, whose
+    squared norms are the initializer `rows`_sq. -2 a.b in one Gemm against the rows as
+    stored."""
+    node = helper.make_node
+    return [
+        node("Gemm", [queries, rows], [f"{prefix}_cross"], alpha=-2.0, transB=1),
+        node("Add", [f"{prefix}_cross", queries_sq], [f"{prefix}_partial"]),
+        node("Add", [f"{prefix}_partial", f"{rows}_sq"], [f"{prefix}_squared"]),
+        node("ReduceMin", [f"{prefix}_squared"], [out], axes=[1], keepdims=0),
+    ]
+
+
+def _rows(name: str, rows: np.ndarray) -> list[onnx.TensorProto]:
+    """Bank rows as an initializer, with their squared norms (1 x M) beside them."""
+    return [numpy_helper.from_array(rows, name),
+            numpy_helper.from_array((rows * rows).sum(axis=1)[None, :], f"{name}_sq")]
+
+
+def _distance_nodes(node_name: str, squared: str) -> list[onnx.NodeProto]:
+    """Squared distances -> distances; rounding can leave an exact match slightly below 0."""
+    return [helper.make_node("Max", [squared, "zero"], [f"{node_name}_pos"]),
+            helper.make_node("Sqrt", [f"{node_name}_pos"], [node_name])]
+
+
+def _rerank_nodes() -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """Nodes that compare each photo's RERANKED_PATCHES worst patches of the first pass
+    (`searched_nearest`) with the rest of the bank, and keep the nearer: `nearest`."""
+    node = helper.make_node
+    initializers = [
+        numpy_helper.from_array(np.array([RERANKED_PATCHES], dtype=np.int64), "reranked"),
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"),
+        numpy_helper.from_array(np.array([-1], dtype=np.int64), "minus_one"),
+        numpy_helper.from_array(np.array([-1, 1], dtype=np.int64), "column_shape"),
+    ]
+    nodes = [
+        node("Gather", ["input_shape", "axis0"], ["photos"], axis=0),  # [N]
+        node("Concat", ["photos", "minus_one"], ["per_photo_shape"], axis=0),
+        node("Reshape", ["searched_nearest", "per_photo_shape"], ["searched_per_photo"]),
+        node("Shape", ["searched_per_photo"], ["searched_dims"]),
+        node("Gather", ["searched_dims", "axis1"], ["patches_per_photo"], axis=0),  # [h*w]
+        node("Min", ["reranked", "patches_per_photo"], ["rerank_count"]),
+        node("TopK", ["searched_per_photo", "rerank_count"], ["rerank_values", "rerank_worst"],
+             axis=1),
+        node("Gather", ["input_shape", "zero_i"], ["rerank_photo_count"], axis=0),
+        node("Range", ["zero_i", "rerank_photo_count", "one_i"], ["rerank_photo"]),
+        node("Squeeze", ["patches_per_photo", "axis0"], ["patches_per_photo_scalar"]),
+        node("Mul", ["rerank_photo", "patches_per_photo_scalar"], ["rerank_first_row"]),
+        node("Unsqueeze", ["rerank_first_row", "axis1"], ["rerank_first_column"]),
+        node("Add", ["rerank_worst", "rerank_first_column"], ["worst_rows_2d"]),  # N x k rows
+        node("Reshape", ["worst_rows_2d", "minus_one"], ["worst_rows"]),
+        node("Gather", ["patches", "worst_rows"], ["worst_patches"], axis=0),
+        node("Gather", ["patch_sq", "worst_rows"], ["worst_patch_sq"], axis=0),
+        *_nearest_nodes("rest", "worst_patches", "worst_patch_sq", "bank_rest", "rest_sq"),
+        *_distance_nodes("rest_nearest", "rest_sq"),
+        node("Gather", ["searched_nearest", "worst_rows"], ["worst_searched"], axis=0),
+        node("Min", ["worst_searched", "rest_nearest"], ["worst_nearest"]),
+        node("Reshape", ["worst_rows", "column_shape"], ["scatter_index"]),
+        node("ScatterND", ["searched_nearest", "scatter_index", "worst_nearest"], ["nearest"]),
+    ]
+    return nodes, initializers
+
+
 def detector_graph(bank: np.ndarray, metadata: dict[str, str] | None = None,
-                   support: np.ndarray | None = None) -> onnx.ModelProto:
-    """The ONNX model of a memory bank (M x C), with the density-weighted score when `support`
-    (M x k, each bank row's nearest rows) is given."""
+                   support: np.ndarray | None = None,
+                   searched_rows: int | None = None) -> onnx.ModelProto:
+    """The ONNX model of a memory bank (M x C, in coreset order), searched in two passes when
+    `searched_rows` < M, with the density-weighted score when `support` (M x k, each bank row's
+    nearest rows) is given."""
     bank = np.ascontiguousarray(bank, dtype=np.float32)
     channels = bank.shape[1]
+    searched = min(searched_rows or len(bank), len(bank))
     initializers = [
-        numpy_helper.from_array(bank, "bank"),
-        numpy_helper.from_array((bank * bank).sum(axis=1)[None, :], "bank_sq"),
+        *_rows("bank_searched", bank[:searched]),
         numpy_helper.from_array(np.array([-1, channels], dtype=np.int64), "rows_shape"),
         numpy_helper.from_array(np.array([0, 2, 3], dtype=np.int64), "nhw_index"),
         numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
+        numpy_helper.from_array(np.array(0, dtype=np.int64), "zero_i"),
+        numpy_helper.from_array(np.array(1, dtype=np.int64), "one_i"),
     ]
     nodes = [
         helper.make_node("Transpose", [INPUT_NAME], ["nhwc"], perm=[0, 2, 3, 1]),
         helper.make_node("Reshape", ["nhwc", "rows_shape"], ["patches"]),  # (N*h*w) x C
         helper.make_node("ReduceSumSquare", ["patches"], ["patch_sq"], axes=[1], keepdims=1),
-        # -2 a.b for every (patch, bank row): one Gemm against the bank as stored
-        helper.make_node("Gemm", ["patches", "bank"], ["cross"], alpha=-2.0, transB=1),
-        helper.make_node("Add", ["cross", "patch_sq"], ["partial"]),
-        helper.make_node("Add", ["partial", "bank_sq"], ["squared"]),
-        helper.make_node("ReduceMin", ["squared"], ["nearest_sq"], axes=[1], keepdims=0),
-        helper.make_node("Max", ["nearest_sq", "zero"], ["nearest_sq_pos"]),  # rounding < 0
-        helper.make_node("Sqrt", ["nearest_sq_pos"], ["nearest"]),
         helper.make_node("Shape", [INPUT_NAME], ["input_shape"]),
+        *_nearest_nodes("searched", "patches", "patch_sq", "bank_searched", "searched_sq"),
+        *_distance_nodes("searched_nearest", "searched_sq"),
+    ]
+    if searched < len(bank):
+        rerank_nodes, rerank_initializers = _rerank_nodes()
+        nodes += rerank_nodes
+        initializers += [*_rows("bank_rest", bank[searched:]), *rerank_initializers]
+    else:
+        nodes.append(helper.make_node("Identity", ["searched_nearest"], ["nearest"]))
+    nodes += [  # the map: every patch against the searched rows; the score: from `nearest`
         helper.make_node("Gather", ["input_shape", "nhw_index"], ["map_shape"], axis=0),
-        helper.make_node("Reshape", ["nearest", "map_shape"], [OUTPUT_NAMES[1]]),
+        helper.make_node("Reshape", ["searched_nearest", "map_shape"], [OUTPUT_NAMES[1]]),
     ]
     if support is None:
-        nodes.append(helper.make_node("ReduceMax", [OUTPUT_NAMES[1]], [OUTPUT_NAMES[0]],
-                                      axes=[1, 2], keepdims=0))
+        nodes += [helper.make_node("Reshape", ["nearest", "map_shape"], ["scored_map"]),
+                  helper.make_node("ReduceMax", ["scored_map"], [OUTPUT_NAMES[0]], axes=[1, 2],
+                                   keepdims=0)]
     else:
-        weighted_nodes, weighted_initializers = _weighted_score(support)
+        weighted_nodes, weighted_initializers = _weighted_score(support, searched < len(bank))
         nodes += weighted_nodes
         initializers += weighted_initializers
+    used = {name for each in nodes for name in each.input}
+    initializers = [tensor for tensor in initializers if tensor.name in used]  # ORT warns else
     graph = helper.make_graph(
         nodes, "patchcore_nearest_neighbour",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", channels, "h", "w"])],
@@ -74,37 +151,44 @@ def detector_graph(bank: np.ndarray, metadata: dict[str, str] | None = None,
     return model
 
 
-def _weighted_score(support: np.ndarray) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+def _weighted_score(support: np.ndarray, two_pass: bool
+                    ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """Nodes for PatchCore's image score (patchcore.density_weights): the worst patch's
     distance times 1 - softmax(its distances to the k support rows of its nearest bank row)[0].
-    Only each photo's worst patch is looked at again, so this costs a few k x C gathers."""
+    Only each photo's worst patch is looked at again (its nearest row over the whole bank, then
+    a few k x C gathers)."""
+    node = helper.make_node
+    whole_bank = ([node("Concat", ["bank_searched", "bank_rest"], ["bank"], axis=0),
+                   node("Concat", ["bank_searched_sq", "bank_rest_sq"], ["bank_sq"], axis=1)]
+                  if two_pass else
+                  [node("Identity", ["bank_searched"], ["bank"]),
+                   node("Identity", ["bank_searched_sq"], ["bank_sq"])])
     initializers = [
         numpy_helper.from_array(np.ascontiguousarray(support, dtype=np.int64), "support"),
-        numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"),
-        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
-        numpy_helper.from_array(np.array([-1], dtype=np.int64), "minus_one"),
-        numpy_helper.from_array(np.array(0, dtype=np.int64), "zero_i"),
-        numpy_helper.from_array(np.array(1, dtype=np.int64), "one_i"),
+        numpy_helper.from_array(np.array([-1], dtype=np.int64), "flat_shape"),
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "first_axis"),
         numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"),
     ]
-    node = helper.make_node
     nodes = [
-        node("Gather", ["input_shape", "axis0"], ["photos"], axis=0),  # [N]
-        node("Concat", ["photos", "minus_one"], ["per_photo_shape"], axis=0),
-        node("Reshape", ["nearest", "per_photo_shape"], ["per_photo"]),  # N x (h*w)
+        *whole_bank,
+        node("Gather", ["input_shape", "first_axis"], ["weighted_photos"], axis=0),  # [N]
+        node("Concat", ["weighted_photos", "flat_shape"], ["weighted_shape"], axis=0),
+        node("Reshape", ["nearest", "weighted_shape"], ["per_photo"]),  # N x (h*w)
         node("ReduceMax", ["per_photo"], ["worst_distance"], axes=[1], keepdims=0),
         node("ArgMax", ["per_photo"], ["worst"], axis=1, keepdims=0),
         node("Shape", ["per_photo"], ["per_photo_dims"]),
-        node("Gather", ["per_photo_dims", "one_i"], ["patches_per_photo"], axis=0),
+        node("Gather", ["per_photo_dims", "one_i"], ["weighted_patches_per_photo"], axis=0),
         node("Gather", ["input_shape", "zero_i"], ["photo_count"], axis=0),
         node("Range", ["zero_i", "photo_count", "one_i"], ["photo_index"]),
-        node("Mul", ["photo_index", "patches_per_photo"], ["first_row"]),
+        node("Mul", ["photo_index", "weighted_patches_per_photo"], ["first_row"]),
         node("Add", ["worst", "first_row"], ["worst_row"]),  # row in `patches`
-        node("Gather", ["squared", "worst_row"], ["worst_squared"], axis=0),  # N x M
+        node("Gather", ["patches", "worst_row"], ["worst_features"], axis=0),  # N x C
+        # the nearest row's index: -2 a.b + ||b||^2 decides it (||a||^2 is the same for all)
+        node("Gemm", ["worst_features", "bank"], ["worst_cross"], alpha=-2.0, transB=1),
+        node("Add", ["worst_cross", "bank_sq"], ["worst_squared"]),
         node("ArgMin", ["worst_squared"], ["worst_match"], axis=1, keepdims=0),
         node("Gather", ["support", "worst_match"], ["support_rows"], axis=0),  # N x k
         node("Gather", ["bank", "support_rows"], ["support_features"], axis=0),  # N x k x C
-        node("Gather", ["patches", "worst_row"], ["worst_features"], axis=0),  # N x C
         node("Unsqueeze", ["worst_features", "axis1"], ["worst_features_3d"]),
         node("Sub", ["support_features", "worst_features_3d"], ["support_diff"]),
         node("ReduceSumSquare", ["support_diff"], ["support_sq"], axes=[2], keepdims=0),
@@ -118,11 +202,11 @@ def _weighted_score(support: np.ndarray) -> tuple[list[onnx.NodeProto], list[onn
 
 
 def save_detector(bank: np.ndarray, path: Path, metadata: dict[str, str] | None = None,
-                  support: np.ndarray | None = None) -> Path:
+                  support: np.ndarray | None = None, searched_rows: int | None = None) -> Path:
     """Write the detector atomically (a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".partial")
-    onnx.save(detector_graph(bank, metadata, support), str(temporary))
+    onnx.save(detector_graph(bank, metadata, support, searched_rows), str(temporary))
     temporary.replace(path)
     return path
 

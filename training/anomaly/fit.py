@@ -36,7 +36,13 @@ from inspection.second_opinion import CARD_KEY as SECOND_OPINION
 from inspection.taxonomy import Taxonomy, shows_no_defect
 from training.anomaly.export import parity, save_detector
 from training.anomaly.features import PATCH_STRIDES
-from training.anomaly.patchcore import CORESET_RATIO, NEIGHBOURS, PatchCore, default_max_bank
+from training.anomaly.patchcore import (
+    CORESET_RATIO,
+    NEIGHBOURS,
+    PatchCore,
+    default_max_bank,
+    default_searched_rows,
+)
 from training.anomaly.placement import upright_views
 from training.anomaly.references import (
     fit_mismatch_threshold,
@@ -60,8 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coreset-ratio", type=float, default=CORESET_RATIO,
                         help="share of patches kept, up to --max-bank rows")
     parser.add_argument("--max-bank", type=int, default=None,
-                        help="bank rows at most (0: no cap; default 1536 per view of a photo: "
-                             "3072 with --crop upright); bounds latency and memory")
+                        help="bank rows at most (0: no cap; default 4096 per view of a photo: "
+                             "8192 with --crop upright); bounds memory")
+    parser.add_argument("--searched-rows", type=int, default=None,
+                        help="bank rows every patch is compared with; each photo's worst "
+                             "patches then see the rest (0: every row; default 1536 per view "
+                             "of a photo); bounds latency")
     parser.add_argument("--neighbours", type=int, default=NEIGHBOURS,
                         help="support rows of the density-weighted image score (1: plain max)")
     parser.add_argument("--target-fpr", type=float, default=DEFAULT_TARGET_FPR)
@@ -126,6 +136,7 @@ class Fitted:
 
     crop: str
     max_bank: int  # rows at most (0: no cap)
+    searched_rows: int  # rows every patch is compared with (0: every row)
     detector: PatchCore
     held_features: np.ndarray
     held_scores: np.ndarray
@@ -140,18 +151,21 @@ class Fitted:
 
 
 def fit_detector(engine: Engine, manifest: Manifest, category: str, samples: SplitSamples,
-                 crop: str, coreset_ratio: float, max_bank: int | None, neighbours: int) -> Fitted:
+                 crop: str, coreset_ratio: float, max_bank: int | None, neighbours: int,
+                 searched_rows: int | None = None) -> Fitted:
     train, held, defects, _ = samples
     max_bank = default_max_bank(crop) if max_bank is None else max_bank
+    searched_rows = default_searched_rows(crop) if searched_rows is None else searched_rows
     features = run_outputs(engine, manifest, train, "patch_features", f"{category} train", crop,
                            bank=True)
     detector = PatchCore.fit(features, coreset_ratio, max_bank=max_bank or None,
-                             neighbours=neighbours)
+                             neighbours=neighbours, searched_rows=searched_rows or None)
     held_features = run_outputs(engine, manifest, held, "patch_features", f"{category} held", crop)
     defect_scores = (detector.score(run_outputs(engine, manifest, defects, "patch_features",
                                                 f"{category} defects", crop))[0]
                      if defects else None)
-    return Fitted(crop, max_bank, detector, held_features, detector.score(held_features)[0],
+    return Fitted(crop, max_bank, searched_rows, detector, held_features,
+                  detector.score(held_features)[0],
                   defect_scores)
 
 
@@ -167,20 +181,21 @@ def choose_crop(candidates: list[Fitted]) -> tuple[Fitted, dict[str, float | Non
 
 def fit_category(engine: Engine, manifest: Manifest, category: str, coreset_ratio: float,
                  target_fpr: float, max_bank: int | None = None,
-                 neighbours: int = NEIGHBOURS, crop: str = "none", opinion: bool = True) -> dict:
+                 neighbours: int = NEIGHBOURS, crop: str = "none", opinion: bool = True,
+                 searched_rows: int | None = None) -> dict:
     """Fit, export and calibrate one category's detector; return its card entry. With crop
     "auto", a detector on whole photos and one on upright items are both fitted and the val
     split's defects choose (the choice and both val AUROCs go into the entry). With `opinion`,
     the second opinion too, where the model has a head to weigh it into."""
     samples = split_samples(manifest, category, engine.taxonomy)
     candidates = [fit_detector(engine, manifest, category, samples, option, coreset_ratio,
-                               max_bank, neighbours)
+                               max_bank, neighbours, searched_rows)
                   for option in (CROPS if crop == "auto" else (crop,))]
     fitted, aurocs = choose_crop(candidates)
     path = engine.bundle_dir / "anomaly" / f"{category}.onnx"
     save_detector(fitted.detector.bank, path, {"category": category,
                                                "returns_inspection.model_id": engine.card.model_id},
-                  fitted.detector.support)
+                  fitted.detector.support, fitted.detector.searched_rows)
     error = parity(path, fitted.detector, fitted.held_features)
     if error > 1e-3:
         raise RuntimeError(f"{path}: ONNX/torch parity {error:.2e} exceeds 1e-3")
@@ -192,6 +207,7 @@ def fit_category(engine: Engine, manifest: Manifest, category: str, coreset_rati
             "threshold": calibration.threshold, "normaliser": calibration.normaliser,
             "bank_size": int(len(fitted.detector.bank)), "layers": list(PATCH_STRIDES),
             "coreset_ratio": coreset_ratio, "max_bank": fitted.max_bank, "neighbours": neighbours,
+            "searched_rows": int(fitted.detector.searched_rows or len(fitted.detector.bank)),
             "crop": fitted.crop, **({"crop_val_auroc": aurocs} if crop == "auto" else {}),
             "parity_max_rel_error": error,
             "fitted_on": {**calibration.fitted_on, "train": len(samples.train),
@@ -259,6 +275,8 @@ def main(args: argparse.Namespace) -> int:
     if not known:  # detectors are per category: fitting none would change nothing, silently
         raise InputError(f"{manifest.path} gives no photo a category; add a `category` column or "
                          "pass --as-category NAME", "--manifest")
+    if min(args.max_bank or 0, args.searched_rows or 0) < 0:
+        raise InputError("must be 0 (no bound) or a row count", "--max-bank/--searched-rows")
     categories = args.categories or known
     missing = sorted(set(categories) - set(known))
     if missing:
@@ -269,7 +287,8 @@ def main(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         card.anomaly[category] = fit_category(engine, manifest, category, args.coreset_ratio,
                                               args.target_fpr, args.max_bank, args.neighbours,
-                                              args.crop, not args.no_second_opinion)
+                                              args.crop, not args.no_second_opinion,
+                                              args.searched_rows)
         entry = card.anomaly[category]
         chosen = (f", crop {entry['crop']} (val AUROC {entry['crop_val_auroc']})"
                   if "crop_val_auroc" in entry else "")
