@@ -30,8 +30,8 @@ SEARCHED_ROWS = 1536
 # every set (BENCHMARKS, issue 7); the two-pass search keeps the cost near SEARCHED_ROWS'.
 MAX_BANK = 4096
 # Each photo's worst patches after the first pass that are compared with the whole bank. 32:
-# with 200 fit photos, 16 lost 0.02-0.03 against the whole 4,096-row search on phone and shoe;
-# 32 is within 0.005 of it on every set (BENCHMARKS, "Two-pass search").
+# with 200 fit photos, 16 lost up to 0.025 against the whole 4,096-row search (shoe, phone);
+# 32 is within 0.005 of it on every set, two draws (BENCHMARKS, "Two-pass search").
 RERANKED_PATCHES = 32
 # Share of the good photos' patches the bank keeps (up to MAX_BANK). 2 %, not 1 %: with 40 good
 # photos at 256 px, 1 % left phone below anomalib's PatchCore (0.792 against 0.833) and 2 % passes
