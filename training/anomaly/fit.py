@@ -292,7 +292,8 @@ def main(args: argparse.Namespace) -> int:
         entry = card.anomaly[category]
         chosen = (f", crop {entry['crop']} (val AUROC {entry['crop_val_auroc']})"
                   if "crop_val_auroc" in entry else "")
-        print(f"[{number}/{len(categories)}] {category}: bank {entry['bank_size']} patches, "
+        print(f"[{number}/{len(categories)}] {category}: bank {entry['bank_size']} patches "
+              f"({entry['searched_rows']} searched by every patch), "
               f"threshold {entry['threshold']:.3f}{chosen}, fitted in "
               f"{time.perf_counter() - started:.0f} s", flush=True)
         print(f"[{number}/{len(categories)}] {category}: {opinion_summary(entry)}", flush=True)
