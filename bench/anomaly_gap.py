@@ -194,8 +194,7 @@ def run_step(step: Step, fit: np.ndarray, test: np.ndarray, labels: np.ndarray,
     support = support_neighbours(bank, step.neighbours) if step.neighbours > 1 else None
     bank_seconds += time.perf_counter() - started
     started = time.perf_counter()
-    searched = step.searched if step.searched and step.searched < len(bank) else None
-    scores, maps = PatchCore(bank, support, searched).score(test)
+    scores, maps = PatchCore(bank, support, step.searched).score(test)
     score_seconds = time.perf_counter() - started
     return ({"image_auroc": float(roc_auc_score(labels, scores)), "bank": int(len(bank)),
              "bank_seconds": bank_seconds, "nn_ms_per_photo": 1000 * score_seconds / len(test)},

@@ -204,7 +204,7 @@ def test_crop_auto_keeps_what_separates_the_val_defects_best() -> None:
     from training.anomaly.fit import Fitted, choose_crop
 
     def fitted(crop: str, held: list[float], defects: list[float] | None) -> Fitted:
-        return Fitted(crop, 0, 0, None, np.zeros(0), np.array(held),  # type: ignore[arg-type]
+        return Fitted(crop, 0, None, np.zeros(0), np.array(held),  # type: ignore[arg-type]
                       None if defects is None else np.array(defects))
 
     whole, upright = fitted("none", [1, 2, 3], [2.5, 1.5]), fitted("upright", [1, 2, 3], [4, 5])

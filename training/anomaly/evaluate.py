@@ -34,8 +34,8 @@ from training.anomaly.patchcore import (
     CORESET_RATIO,
     NEIGHBOURS,
     PatchCore,
-    default_max_bank,
-    default_searched_rows,
+    add_bank_arguments,
+    bank_bounds,
 )
 from training.anomaly.pixel_metrics import masked_pairs, pixel_figures
 from training.anomaly.placement import (
@@ -67,17 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--category", required=True)
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--input-size", type=int, default=INPUT_SIZE)
-    parser.add_argument("--coreset-ratio", type=float, default=CORESET_RATIO,
-                        help="share of patches kept, up to --max-bank rows")
-    parser.add_argument("--max-bank", type=int, default=None,
-                        help="bank rows at most (0: no cap; default 4096 per view of a photo: "
-                             "8192 with --crop upright); bounds memory")
-    parser.add_argument("--searched-rows", type=int, default=None,
-                        help="bank rows every patch is compared with; each photo's worst "
-                             "patches then see the rest (0: every row; default 1536 per view "
-                             "of a photo); bounds latency")
-    parser.add_argument("--neighbours", type=int, default=NEIGHBOURS,
-                        help="support rows of the density-weighted image score (1: plain max)")
+    add_bank_arguments(parser)
     parser.add_argument("--layers", default=",".join(map(str, DEFAULT_STRIDES)),
                         help="strides of the backbone maps to use, e.g. 8,16 (from 4,8,16,32)")
     parser.add_argument("--placement", choices=("aligned", "random"), default="aligned",
@@ -170,10 +160,7 @@ def run_protocol(data: MvtecCategory, input_size: int = INPUT_SIZE,
         raise InputError(f"must be a multiple of 32, got {input_size}", "--input-size")
     if not 1 <= rotation_copies <= 36 or neighbours < 1:
         raise InputError("--rotations must be 1..36 and --neighbours at least 1", "--rotations")
-    if min(max_bank or 0, searched_rows or 0) < 0:
-        raise InputError("must be 0 (no bound) or a row count", "--max-bank/--searched-rows")
-    max_bank = default_max_bank(crop) if max_bank is None else max_bank
-    searched_rows = default_searched_rows(crop) if searched_rows is None else searched_rows
+    max_bank, searched_rows = bank_bounds(crop, max_bank, searched_rows)
     fit_photos, held_photos = holdout_split(data.train_good, holdout, seed)
     extract = torch_patch_extractor(input_size, strides)
     load = photo_loader(input_size, placement, seed, crop)
@@ -217,7 +204,7 @@ def run_protocol(data: MvtecCategory, input_size: int = INPUT_SIZE,
         "normaliser": calibration.normaliser,
         "calibration": calibration.fitted_on,
         "config": {"input_size": input_size, "coreset_ratio": coreset_ratio,
-                   "max_bank": max_bank, "searched_rows": searched_rows,
+                   "max_bank": max_bank, "searched_rows": detector.rows_searched,
                    "neighbours": neighbours, "layers": list(strides),
                    "placement": placement, "rotations": rotation_copies, "crop": crop,
                    "holdout": holdout,
@@ -249,7 +236,7 @@ def main(args: argparse.Namespace) -> int:
           + f"  (threshold {result['threshold']:.3f})")
     print(f"  cost: fit {result['fit_seconds']:.1f} s on {config['fit_photos']} photos"
           f" x {config['rotations']} rotation(s), bank {config['bank_size']} patches"
-          f" x {config['channels']} ch (searched {config['searched_rows'] or 'all'}),"
+          f" x {config['channels']} ch ({config['searched_rows']} searched by every patch),"
           f" {result['ms_per_photo']:.1f} ms/photo")
     at_fpr = result["tpr_at_fpr"]
     print(f"  {'kind':<24} at threshold   at {REPORTED_FPR:.0%} good FPR")

@@ -51,31 +51,44 @@ def _distance_nodes(node_name: str, squared: str) -> list[onnx.NodeProto]:
             helper.make_node("Sqrt", [f"{node_name}_pos"], [node_name])]
 
 
+def _photo_rows_nodes() -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """Where each photo's patches lie in `patches`, for the nodes that look again at a photo's
+    worst ones: `per_photo_shape` ([N, -1]), `patches_per_photo` ([h*w]) and `first_row` (N:
+    each photo's first row)."""
+    node = helper.make_node
+    initializers = [
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"),
+        numpy_helper.from_array(np.array([-1], dtype=np.int64), "minus_one"),
+        numpy_helper.from_array(np.array([2, 3], dtype=np.int64), "hw_index"),
+    ]
+    nodes = [
+        node("Gather", ["input_shape", "axis0"], ["photos"], axis=0),  # [N]
+        node("Concat", ["photos", "minus_one"], ["per_photo_shape"], axis=0),
+        node("Gather", ["input_shape", "hw_index"], ["map_hw"], axis=0),
+        node("ReduceProd", ["map_hw"], ["patches_per_photo"], axes=[0], keepdims=1),  # [h*w]
+        node("Gather", ["input_shape", "zero_i"], ["photo_count"], axis=0),
+        node("Range", ["zero_i", "photo_count", "one_i"], ["photo_index"]),
+        node("Squeeze", ["patches_per_photo", "axis0"], ["patches_per_photo_scalar"]),
+        node("Mul", ["photo_index", "patches_per_photo_scalar"], ["first_row"]),
+    ]
+    return nodes, initializers
+
+
 def _rerank_nodes() -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """Nodes that compare each photo's RERANKED_PATCHES worst patches of the first pass
     (`searched_nearest`) with the rest of the bank, and keep the nearer: `nearest`."""
     node = helper.make_node
     initializers = [
         numpy_helper.from_array(np.array([RERANKED_PATCHES], dtype=np.int64), "reranked"),
-        numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"),
-        numpy_helper.from_array(np.array([-1], dtype=np.int64), "minus_one"),
         numpy_helper.from_array(np.array([-1, 1], dtype=np.int64), "column_shape"),
     ]
     nodes = [
-        node("Gather", ["input_shape", "axis0"], ["photos"], axis=0),  # [N]
-        node("Concat", ["photos", "minus_one"], ["per_photo_shape"], axis=0),
         node("Reshape", ["searched_nearest", "per_photo_shape"], ["searched_per_photo"]),
-        node("Shape", ["searched_per_photo"], ["searched_dims"]),
-        node("Gather", ["searched_dims", "axis1"], ["patches_per_photo"], axis=0),  # [h*w]
         node("Min", ["reranked", "patches_per_photo"], ["rerank_count"]),
         node("TopK", ["searched_per_photo", "rerank_count"], ["rerank_values", "rerank_worst"],
              axis=1),
-        node("Gather", ["input_shape", "zero_i"], ["rerank_photo_count"], axis=0),
-        node("Range", ["zero_i", "rerank_photo_count", "one_i"], ["rerank_photo"]),
-        node("Squeeze", ["patches_per_photo", "axis0"], ["patches_per_photo_scalar"]),
-        node("Mul", ["rerank_photo", "patches_per_photo_scalar"], ["rerank_first_row"]),
-        node("Unsqueeze", ["rerank_first_row", "axis1"], ["rerank_first_column"]),
-        node("Add", ["rerank_worst", "rerank_first_column"], ["worst_rows_2d"]),  # N x k rows
+        node("Unsqueeze", ["first_row", "axis1"], ["first_row_column"]),
+        node("Add", ["rerank_worst", "first_row_column"], ["worst_rows_2d"]),  # N x k rows
         node("Reshape", ["worst_rows_2d", "minus_one"], ["worst_rows"]),
         node("Gather", ["patches", "worst_rows"], ["worst_patches"], axis=0),
         node("Gather", ["patch_sq", "worst_rows"], ["worst_patch_sq"], axis=0),
@@ -115,6 +128,10 @@ def detector_graph(bank: np.ndarray, metadata: dict[str, str] | None = None,
         *_nearest_nodes("searched", "patches", "patch_sq", "bank_searched", "searched_sq"),
         *_distance_nodes("searched_nearest", "searched_sq"),
     ]
+    if searched < len(bank) or support is not None:
+        photo_nodes, photo_initializers = _photo_rows_nodes()
+        nodes += photo_nodes
+        initializers += photo_initializers
     if searched < len(bank):
         rerank_nodes, rerank_initializers = _rerank_nodes()
         nodes += rerank_nodes
@@ -165,22 +182,13 @@ def _weighted_score(support: np.ndarray, two_pass: bool
                    node("Identity", ["bank_searched_sq"], ["bank_sq"])])
     initializers = [
         numpy_helper.from_array(np.ascontiguousarray(support, dtype=np.int64), "support"),
-        numpy_helper.from_array(np.array([-1], dtype=np.int64), "flat_shape"),
-        numpy_helper.from_array(np.array([0], dtype=np.int64), "first_axis"),
         numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"),
     ]
     nodes = [
         *whole_bank,
-        node("Gather", ["input_shape", "first_axis"], ["weighted_photos"], axis=0),  # [N]
-        node("Concat", ["weighted_photos", "flat_shape"], ["weighted_shape"], axis=0),
-        node("Reshape", ["nearest", "weighted_shape"], ["per_photo"]),  # N x (h*w)
+        node("Reshape", ["nearest", "per_photo_shape"], ["per_photo"]),  # N x (h*w)
         node("ReduceMax", ["per_photo"], ["worst_distance"], axes=[1], keepdims=0),
         node("ArgMax", ["per_photo"], ["worst"], axis=1, keepdims=0),
-        node("Shape", ["per_photo"], ["per_photo_dims"]),
-        node("Gather", ["per_photo_dims", "one_i"], ["weighted_patches_per_photo"], axis=0),
-        node("Gather", ["input_shape", "zero_i"], ["photo_count"], axis=0),
-        node("Range", ["zero_i", "photo_count", "one_i"], ["photo_index"]),
-        node("Mul", ["photo_index", "weighted_patches_per_photo"], ["first_row"]),
         node("Add", ["worst", "first_row"], ["worst_row"]),  # row in `patches`
         node("Gather", ["patches", "worst_row"], ["worst_features"], axis=0),  # N x C
         # the nearest row's index: -2 a.b + ||b||^2 decides it (||a||^2 is the same for all)

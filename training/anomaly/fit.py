@@ -36,13 +36,7 @@ from inspection.second_opinion import CARD_KEY as SECOND_OPINION
 from inspection.taxonomy import Taxonomy, shows_no_defect
 from training.anomaly.export import parity, save_detector
 from training.anomaly.features import PATCH_STRIDES
-from training.anomaly.patchcore import (
-    CORESET_RATIO,
-    NEIGHBOURS,
-    PatchCore,
-    default_max_bank,
-    default_searched_rows,
-)
+from training.anomaly.patchcore import NEIGHBOURS, PatchCore, add_bank_arguments, bank_bounds
 from training.anomaly.placement import upright_views
 from training.anomaly.references import (
     fit_mismatch_threshold,
@@ -63,17 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="photos without a category count as category NAME (a set of one "
                              "product line, e.g. MVTec's bottle); the service scores requests "
                              "naming it")
-    parser.add_argument("--coreset-ratio", type=float, default=CORESET_RATIO,
-                        help="share of patches kept, up to --max-bank rows")
-    parser.add_argument("--max-bank", type=int, default=None,
-                        help="bank rows at most (0: no cap; default 4096 per view of a photo: "
-                             "8192 with --crop upright); bounds memory")
-    parser.add_argument("--searched-rows", type=int, default=None,
-                        help="bank rows every patch is compared with; each photo's worst "
-                             "patches then see the rest (0: every row; default 1536 per view "
-                             "of a photo); bounds latency")
-    parser.add_argument("--neighbours", type=int, default=NEIGHBOURS,
-                        help="support rows of the density-weighted image score (1: plain max)")
+    add_bank_arguments(parser)
     parser.add_argument("--target-fpr", type=float, default=DEFAULT_TARGET_FPR)
     parser.add_argument("--crop", choices=(*CROPS, "auto"), default="none",
                         help="upright: fit (and serve) on each photo's item cut out upright "
@@ -136,7 +120,6 @@ class Fitted:
 
     crop: str
     max_bank: int  # rows at most (0: no cap)
-    searched_rows: int  # rows every patch is compared with (0: every row)
     detector: PatchCore
     held_features: np.ndarray
     held_scores: np.ndarray
@@ -154,8 +137,7 @@ def fit_detector(engine: Engine, manifest: Manifest, category: str, samples: Spl
                  crop: str, coreset_ratio: float, max_bank: int | None, neighbours: int,
                  searched_rows: int | None = None) -> Fitted:
     train, held, defects, _ = samples
-    max_bank = default_max_bank(crop) if max_bank is None else max_bank
-    searched_rows = default_searched_rows(crop) if searched_rows is None else searched_rows
+    max_bank, searched_rows = bank_bounds(crop, max_bank, searched_rows)
     features = run_outputs(engine, manifest, train, "patch_features", f"{category} train", crop,
                            bank=True)
     detector = PatchCore.fit(features, coreset_ratio, max_bank=max_bank or None,
@@ -164,8 +146,7 @@ def fit_detector(engine: Engine, manifest: Manifest, category: str, samples: Spl
     defect_scores = (detector.score(run_outputs(engine, manifest, defects, "patch_features",
                                                 f"{category} defects", crop))[0]
                      if defects else None)
-    return Fitted(crop, max_bank, searched_rows, detector, held_features,
-                  detector.score(held_features)[0],
+    return Fitted(crop, max_bank, detector, held_features, detector.score(held_features)[0],
                   defect_scores)
 
 
@@ -207,7 +188,7 @@ def fit_category(engine: Engine, manifest: Manifest, category: str, coreset_rati
             "threshold": calibration.threshold, "normaliser": calibration.normaliser,
             "bank_size": int(len(fitted.detector.bank)), "layers": list(PATCH_STRIDES),
             "coreset_ratio": coreset_ratio, "max_bank": fitted.max_bank, "neighbours": neighbours,
-            "searched_rows": int(fitted.detector.searched_rows or len(fitted.detector.bank)),
+            "searched_rows": fitted.detector.rows_searched,
             "crop": fitted.crop, **({"crop_val_auroc": aurocs} if crop == "auto" else {}),
             "parity_max_rel_error": error,
             "fitted_on": {**calibration.fitted_on, "train": len(samples.train),
@@ -275,8 +256,6 @@ def main(args: argparse.Namespace) -> int:
     if not known:  # detectors are per category: fitting none would change nothing, silently
         raise InputError(f"{manifest.path} gives no photo a category; add a `category` column or "
                          "pass --as-category NAME", "--manifest")
-    if min(args.max_bank or 0, args.searched_rows or 0) < 0:
-        raise InputError("must be 0 (no bound) or a row count", "--max-bank/--searched-rows")
     categories = args.categories or known
     missing = sorted(set(categories) - set(known))
     if missing:

@@ -15,11 +15,13 @@ decide the score see all of it.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from inspection.errors import InputError
 from training.anomaly.coreset import greedy_coreset
 
 # Rows every patch is compared with: 400 patches (160 px) x 1536 x 152 ch ~ 0.09 GFLOP, the
@@ -56,6 +58,30 @@ def default_max_bank(crop: str) -> int:
 def default_searched_rows(crop: str) -> int:
     """Rows every patch is compared with: SEARCHED_ROWS per view of a good photo."""
     return SEARCHED_ROWS * views_per_photo(crop)
+
+
+def bank_bounds(crop: str, max_bank: int | None, searched_rows: int | None) -> tuple[int, int]:
+    """(rows at most, rows every patch searches) from the command line's values: None takes the
+    crop's default, 0 is no bound, a negative count is refused."""
+    if min(max_bank or 0, searched_rows or 0) < 0:
+        raise InputError("must be 0 (no bound) or a row count", "--max-bank/--searched-rows")
+    return (default_max_bank(crop) if max_bank is None else max_bank,
+            default_searched_rows(crop) if searched_rows is None else searched_rows)
+
+
+def add_bank_arguments(parser: argparse.ArgumentParser) -> None:
+    """The bank's options, the same for `anomaly fit` and `anomaly evaluate`."""
+    parser.add_argument("--coreset-ratio", type=float, default=CORESET_RATIO,
+                        help="share of patches kept, up to --max-bank rows")
+    parser.add_argument("--max-bank", type=int, default=None,
+                        help="bank rows at most (0: no cap; default 4096 per view of a photo: "
+                             "8192 with --crop upright); bounds memory")
+    parser.add_argument("--searched-rows", type=int, default=None,
+                        help="bank rows every patch is compared with; each photo's worst "
+                             "patches then see the rest (0: every row; default 1536 per view "
+                             "of a photo); bounds latency")
+    parser.add_argument("--neighbours", type=int, default=NEIGHBOURS,
+                        help="support rows of the density-weighted image score (1: plain max)")
 # Support rows of PatchCore's density-weighted image score. Off (1) by default: on magnetic tile
 # and the synthetic phones it changed no AUROC (the softmax over distances of ~20-60 saturates,
 # every weight is ~1); `--neighbours 9` is PatchCore's and anomalib's setting.
@@ -176,14 +202,19 @@ class PatchCore:
         return cls(bank, support_neighbours(bank, neighbours) if neighbours > 1 else None,
                    searched_rows if searched_rows and searched_rows < len(bank) else None)
 
+    @property
+    def rows_searched(self) -> int:
+        """Rows every patch is compared with (the whole bank when it is searched in one pass)."""
+        return self.searched_rows or len(self.bank)
+
     def score(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(scores N, maps N x h x w): each patch's distance to the bank (its searched rows) is
         the map; the worst patch's distance to the whole bank, density-weighted when the
         detector has support rows, is the score."""
         count, _, height, width = features.shape
         queries = flatten_patches(features)
-        mapped, scored = two_pass_neighbours(queries, self.bank,
-                                             self.searched_rows or len(self.bank), height * width)
+        mapped, scored = two_pass_neighbours(queries, self.bank, self.rows_searched,
+                                             height * width)
         per_photo = scored.reshape(count, height * width)
         scores = per_photo.max(axis=1)
         if self.support is not None:
