@@ -50,7 +50,7 @@ from bench.machine import describe  # noqa: E402
 from inspection.engine import Engine  # noqa: E402
 from inspection.images import load_photo  # noqa: E402
 from inspection.manifest import read_manifest  # noqa: E402
-from inspection.second_opinion import reweigh  # noqa: E402
+from inspection.second_opinion import SecondOpinion, reweigh  # noqa: E402
 
 RUNS = REPO / "runs" / "recipes" / "mvtec_bottle"
 MANIFEST = REPO / "datasets" / "work" / "mvtec_bottle" / "manifest.csv"
@@ -98,12 +98,27 @@ def extent_calls(probabilities: np.ndarray, labels: list[str], map_probabilities
     return calls
 
 
+def served_opinion(scores: dict[str, np.ndarray], kinds: dict[str, list[str]],
+                   bundle: Path) -> SecondOpinion:
+    """The served rule (inspection.second_opinion), fitted as `anomaly fit` fits it: the val goods'
+    anomaly scores (never in the bank) against the train + val defect photos'."""
+    from training.anomaly.threshold import fit_second_opinion
+
+    def of(split: str, good: bool) -> np.ndarray:
+        return scores[split][[(kind == GOOD) == good for kind in kinds[split]]]
+
+    opinion, why = fit_second_opinion(of("val", True), np.concatenate([of("train", False), of("val", False)]),
+                                      ("defect",))
+    if opinion is None:
+        raise SystemExit(f"{bundle}: no second opinion: {why}")
+    return opinion
+
+
 def one_seed(bundle: Path, manifest_path: Path, good: str, flip: bool) -> dict[str, float]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     from training.anomaly.patchcore import PatchCore
-    from training.anomaly.threshold import fit_second_opinion
 
     engine = Engine.load(bundle, threads=1)
     engine.mirrored = flip
@@ -127,12 +142,7 @@ def one_seed(bundle: Path, manifest_path: Path, good: str, flip: bool) -> dict[s
     extent = LogisticRegression(max_iter=2000, C=1.0).fit(scaler.transform(train_x), train_y)
     head = outputs["test"][0]
     map_probabilities = extent.predict_proba(scaler.transform(figures["test"]))
-    # the served rule (inspection.second_opinion), fitted as `anomaly fit` fits it
-    opinion, why = fit_second_opinion(
-        scored["val"][0][[k == GOOD for k in kinds["val"]]],
-        np.concatenate([scored[s][0][defect_rows[s]] for s in ("train", "val")]), ("defect",))
-    if opinion is None:
-        raise SystemExit(f"{bundle}: no second opinion: {why}")
+    opinion = served_opinion({split: scored[split][0] for split in rows}, kinds, bundle)
     fused = reweigh(head, labels.index(GOOD), opinion.defect_probability(scored["test"][0]))
     calls = {"head alone": [labels[i] for i in head.argmax(axis=1)],
              "extent": extent_calls(head, labels, map_probabilities, list(extent.classes_)),

@@ -25,9 +25,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.anomaly_plus_heads import GOOD, MANIFEST, RUNS, macro_f1  # noqa: E402
+from bench.anomaly_plus_heads import GOOD, MANIFEST, RUNS, macro_f1, served_opinion  # noqa: E402
 from bench.machine import describe  # noqa: E402
-from inspection.engine import Engine  # noqa: E402
+from inspection.engine import Engine, softmax  # noqa: E402
 from inspection.images import load_photo  # noqa: E402
 from inspection.manifest import read_manifest  # noqa: E402
 from inspection.second_opinion import reweigh  # noqa: E402
@@ -44,32 +44,21 @@ def posed(photo: np.ndarray, pose: Pose) -> np.ndarray:
     return np.ascontiguousarray(turned[:, ::-1] if mirrored else turned)
 
 
-def head_log_probabilities(engine: Engine, photos: list[np.ndarray], pose: Pose) -> np.ndarray:
-    """N x K log-probabilities of the defect head (the taxonomy's label order) in one pose."""
+def model_outputs(engine: Engine, photos: list[np.ndarray], pose: Pose) -> tuple[np.ndarray, np.ndarray]:
+    """The defect head's log-probabilities (N x K, the taxonomy's label order) and patch features
+    (N x C x h x w) of the photos in one pose: one model run gives both."""
     labels = engine.taxonomy.head("defect").labels
-    rows = []
+    log_probabilities, features = [], []
     for start in range(0, len(photos), 16):
         for prediction in engine.predict([posed(p, pose) for p in photos[start:start + 16]]):
-            rows.append([np.log(max(prediction.probabilities["defect"][label], 1e-12))
-                         for label in labels])
-    return np.asarray(rows)
-
-
-def patch_features(engine: Engine, photos: list[np.ndarray]) -> np.ndarray:
-    features = []
-    for start in range(0, len(photos), 16):
-        features += [p.patch_features for p in engine.predict(photos[start:start + 16])]
-    return np.stack(features)
-
-
-def softmax(log_scores: np.ndarray) -> np.ndarray:
-    shifted = np.exp(log_scores - log_scores.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+            log_probabilities.append([np.log(max(prediction.probabilities["defect"][label], 1e-12))
+                                      for label in labels])
+            features.append(prediction.patch_features)
+    return np.asarray(log_probabilities), np.stack(features)
 
 
 def one_seed(bundle: Path) -> dict[str, float]:
     from training.anomaly.patchcore import PatchCore
-    from training.anomaly.threshold import fit_second_opinion
 
     engine = Engine.load(bundle, threads=2)
     labels = engine.taxonomy.head("defect").labels
@@ -78,19 +67,17 @@ def one_seed(bundle: Path) -> dict[str, float]:
     kinds = {split: [s.labels["defect"][0] for s in rows[split]] for split in rows}
     photos = {split: [load_photo(manifest.image_path(s), min_side=engine.input_size) for s in rows[split]]
               for split in rows}
-    features = {split: patch_features(engine, photos[split]) for split in rows}
-    goods = {split: [k == GOOD for k in kinds[split]] for split in rows}
-    detector = PatchCore.fit(features["train"][goods["train"]], 0.01, progress=False)
-    scores = {split: detector.score(features[split])[0] for split in rows}
-    defects = np.concatenate([scores[s][[not g for g in goods[s]]] for s in ("train", "val")])
-    opinion, why = fit_second_opinion(scores["val"][goods["val"]], defects, ("defect",))
-    if opinion is None:
-        raise SystemExit(f"{bundle}: no second opinion: {why}")
-    defect_probability = opinion.defect_probability(scores["test"])
-    per_pose = {pose: head_log_probabilities(engine, photos["test"], pose) for pose in POSES}
+    # the detector and its opinion see the photos as photographed, as the service does
+    as_photographed = {split: model_outputs(engine, photos[split], POSES[0]) for split in rows}
+    train_goods = [kind == GOOD for kind in kinds["train"]]
+    detector = PatchCore.fit(as_photographed["train"][1][train_goods], 0.01, progress=False)
+    scores = {split: detector.score(as_photographed[split][1])[0] for split in rows}
+    defect_probability = served_opinion(scores, kinds, bundle).defect_probability(scores["test"])
+    per_pose = {pose: model_outputs(engine, photos["test"], pose)[0] for pose in POSES[1:]}
+    per_pose[POSES[0]] = as_photographed["test"][0]
     result = {}
     for name, poses in POSE_SETS.items():
-        probabilities = softmax(np.mean([per_pose[pose] for pose in poses], axis=0))
+        probabilities = softmax(np.mean([per_pose[pose] for pose in poses], axis=0), axis=1)
         seconded = reweigh(probabilities, labels.index(GOOD), defect_probability)
         result[name] = macro_f1(kinds["test"], [labels[i] for i in probabilities.argmax(axis=1)])
         result[f"{name} + second opinion"] = macro_f1(kinds["test"],
