@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from inspection.atomic import replacing
 from inspection.card import CARD_FILE, ModelCard, read_card
 from inspection.errors import BundleError
 from inspection.manifest import file_sha256
@@ -94,9 +95,8 @@ def seal_bundle(bundle_dir: str | Path, key: bytes | None = None,
     if key:
         seal = Seal(seal.model_id, seal.files, sign(seal, key), pinned)
     target = bundle_dir / SEAL_FILE
-    temporary = target.with_name(target.name + ".partial")
-    temporary.write_text(json.dumps(seal.to_dict(), indent=2, sort_keys=True) + "\n")
-    temporary.replace(target)
+    with replacing(target) as temporary:
+        temporary.write_text(json.dumps(seal.to_dict(), indent=2, sort_keys=True) + "\n")
     return seal
 
 

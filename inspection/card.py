@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inspection.atomic import replacing
 from inspection.errors import BundleError
 from inspection.manifest import file_sha256
 from inspection.taxonomy import Taxonomy
@@ -87,9 +88,8 @@ class ModelCard:
     def save(self, bundle_dir: Path) -> Path:
         """Write atomically so a reader never sees half a card."""
         path = Path(bundle_dir) / CARD_FILE
-        temporary = path.with_name(path.name + ".partial")
-        temporary.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
-        temporary.replace(path)
+        with replacing(path) as temporary:
+            temporary.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
         return path
 
 

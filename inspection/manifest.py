@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from inspection.atomic import replacing
 from inspection.errors import InputError
 from inspection.taxonomy import Taxonomy
 
@@ -207,20 +208,18 @@ def label_problems(samples: Iterable[Sample], taxonomy: Taxonomy) -> list[tuple[
 def write_manifest(path: str | Path, samples: Sequence[Sample], heads: Sequence[str]) -> Path:
     """Write CSV or JSONL (by suffix) atomically: a crash never leaves half a manifest."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".partial")
-    if path.suffix.lower() in (".jsonl", ".json"):
-        with open(temporary, "w", encoding="utf-8") as handle:
-            for sample in samples:
-                handle.write(json.dumps(_to_record(sample, heads, as_lists=True)) + "\n")
-    else:
-        columns = ["image", "item_id", "category", "sku", "split", *heads, "mask", "sha256"]
-        with open(temporary, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            for sample in samples:
-                writer.writerow(_to_record(sample, heads, as_lists=False))
-    temporary.replace(path)
+    with replacing(path) as temporary:
+        if path.suffix.lower() in (".jsonl", ".json"):
+            with open(temporary, "w", encoding="utf-8") as handle:
+                for sample in samples:
+                    handle.write(json.dumps(_to_record(sample, heads, as_lists=True)) + "\n")
+        else:
+            columns = ["image", "item_id", "category", "sku", "split", *heads, "mask", "sha256"]
+            with open(temporary, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.DictWriter(handle, fieldnames=columns)
+                writer.writeheader()
+                for sample in samples:
+                    writer.writerow(_to_record(sample, heads, as_lists=False))
     return path
 
 

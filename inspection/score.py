@@ -23,6 +23,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from inspection.atomic import replacing
 from inspection.card import verify_bundle
 from inspection.catalog import SkuEntry
 from inspection.decide import Policy, load_policy
@@ -167,11 +168,8 @@ def _records(args: argparse.Namespace, items: list[Item]) -> Iterator[dict[str, 
 
 
 def _write_jsonl(args: argparse.Namespace, items: list[Item], model: str) -> int:
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = args.out.with_name(args.out.name + ".partial")
-    with open(temporary, "w", encoding="utf-8") as handle:
+    with replacing(args.out) as temporary, open(temporary, "w", encoding="utf-8") as handle:
         counts = _count(_lines(handle, _records(args, items)))
-    temporary.replace(args.out)
     print(f"scored {counts['items']} item(s) with {model}: {counts['flagged']} flagged, "
           f"{counts['errors']} unreadable -> {args.out}")
     return 0

@@ -16,12 +16,12 @@ and `result`, the whole answer as JSON. The JSONL file holds the same records as
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inspection.atomic import replacing
 from inspection.errors import InputError
 from inspection.score_sources import Item
 
@@ -105,9 +105,8 @@ def write_part(out: Path, part: Part) -> None:
 
 
 def _atomic(target: Path, write: Any) -> None:
-    temporary = target.with_name(f".{target.name}.partial")
-    write(temporary)
-    os.replace(temporary, target)
+    with replacing(target) as temporary:
+        write(temporary)
 
 
 def parquet_row(record: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 from sklearn.metrics import precision_recall_curve  # noqa: E402
 
+from inspection.atomic import replacing  # noqa: E402
 from inspection.taxonomy import Taxonomy  # noqa: E402
 
 THUMBNAIL = 128  # px, longer side of a gallery photo
@@ -191,7 +192,6 @@ def render(data: ReportData) -> str:
 
 
 def write_report(path: Path, data: ReportData) -> Path:
-    temporary = path.with_name(path.name + ".partial")
-    temporary.write_text(render(data), encoding="utf-8")
-    temporary.replace(path)
+    with replacing(path) as temporary:
+        temporary.write_text(render(data), encoding="utf-8")
     return path

@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from inspection.atomic import replacing
 from training.anomaly.patchcore import RERANKED_PATCHES, PatchCore
 
 OPSET = 17
@@ -212,10 +213,8 @@ def _weighted_score(support: np.ndarray, two_pass: bool
 def save_detector(bank: np.ndarray, path: Path, metadata: dict[str, str] | None = None,
                   support: np.ndarray | None = None, searched_rows: int | None = None) -> Path:
     """Write the detector atomically (a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".partial")
-    onnx.save(detector_graph(bank, metadata, support, searched_rows), str(temporary))
-    temporary.replace(path)
+    with replacing(path) as temporary:
+        onnx.save(detector_graph(bank, metadata, support, searched_rows), str(temporary))
     return path
 
 

@@ -1,0 +1,50 @@
+"""Files the CLI rewrites (manifests, cards, seals, detectors, reports, score output) are replaced
+whole: by concurrent writers of one file, and when a write fails half-way."""
+
+from __future__ import annotations
+
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from inspection.atomic import replacing
+from inspection.manifest import Sample, read_manifest, write_manifest
+
+
+def samples(version: int, count: int = 3000) -> list[Sample]:
+    return [Sample(image=f"photos/{version}-{i}.jpg", item_id=f"{version}-{i}", split="train",
+                   labels={"defect": ("good",)}) for i in range(count)]
+
+
+def test_concurrent_writers_of_one_manifest_each_leave_a_whole_file(tmp_path: Path) -> None:
+    # Two `dataset split` runs writing one manifest shared a temporary name: one renamed the
+    # other's half-written file, or failed because its own had already been renamed.
+    target = tmp_path / "manifest.csv"
+    with ThreadPoolExecutor(8) as pool:
+        written = list(pool.map(lambda v: write_manifest(target, samples(v), ["defect"]), range(16)))
+    assert written == [target] * 16
+    items = [s.item_id for s in read_manifest(target).samples]
+    version = items[0].split("-")[0]
+    assert items == [f"{version}-{i}" for i in range(3000)]  # one writer's file, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.csv"]  # no temporaries left
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "card.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), replacing(target) as temporary:
+        temporary.write_text("half")
+        raise RuntimeError("disk full")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["card.json"]
+
+
+def test_the_replaced_file_keeps_the_umask_permissions(tmp_path: Path) -> None:
+    reference = tmp_path / "plain.txt"
+    reference.write_text("x")
+    target = tmp_path / "model_card.json"
+    with replacing(target) as temporary:
+        temporary.write_text("{}")
+    assert stat.S_IMODE(target.stat().st_mode) == stat.S_IMODE(reference.stat().st_mode)
