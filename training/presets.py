@@ -14,7 +14,9 @@ made-up edges in: 0.14 test macro-F1), mirror images 0.04; on bottle none was be
 augmentation (0.852 ± 0.011 against 0.856 ± 0.031 for the former default, 0.820 ± 0.056
 mirrored), and no augmentation varies least across seeds. `mirror` is lossless and is the one to
 try first on photos in any orientation, `turns` adds the quarter turns (bottle, 3 seeds:
-0.830 ± 0.039 against 0.844 ± 0.010 without, BENCHMARKS.md "LP-FT"); `medium` (the former
+0.830 ± 0.039 against 0.844 ± 0.010 without, BENCHMARKS.md "LP-FT"; over five draws of bottle's
+split x 3 seeds it is steadier, 0.841 ± 0.038 served against 0.825 ± 0.065, and costs magnetic
+tile 0.03-0.09 head alone on every draw, "Other draws of the split"); `medium` (the former
 default, kept for the synthetic default bundle's recipe), `light` and `strong` are for sets whose
 photos really vary in pose and light, with more epochs.
 """
