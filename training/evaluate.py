@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from inspection.atomic import replacing
 from inspection.bundle import seal_bundle
 from inspection.card import read_card
 from inspection.decide import defect_check, load_policy
@@ -105,10 +106,8 @@ def main(args: argparse.Namespace) -> int:
         entry["image"] = str(outputs.paths[entry["row"]])
     metrics["worst_errors"] = worst
     out = args.out or Path("runs") / "eval" / f"{card.name}-{args.split}"
-    out.mkdir(parents=True, exist_ok=True)
-    partial = out / "metrics.json.partial"
-    partial.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    partial.replace(out / "metrics.json")
+    with replacing(out / "metrics.json") as temporary:
+        temporary.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     gallery = [{**entry, "thumbnail": thumbnail_b64(model_photo(Path(entry["image"]), card.preprocessing))}
                for entry in worst]
     write_report(out / "report.html", ReportData(metrics, engine.taxonomy,

@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 import torch
 
+from inspection.atomic import replacing
 from inspection.card import PreprocessSpec, read_card
 from inspection.errors import InspectionError
 from inspection.images import load_photo
@@ -48,14 +49,12 @@ def repool(bundle: Path, photos: list[Path]) -> float:
         for attribute in node.attribute:
             if attribute.name == "count_include_pad":
                 attribute.i = 1
-    temporary = path.with_name(path.name + ".partial")
-    onnx.save(model, str(temporary))
-    error = parity(temporary, photos, card.preprocessing)
-    if error > TOLERANCE:
-        temporary.unlink()
-        raise InspectionError(f"{path}: patch features differ from torch by {error:.2e} "
-                              f"(relative); the stride-8/16 blocks are not ImageNet's")
-    temporary.replace(path)
+    with replacing(path) as temporary:  # the model is replaced only if it passes parity
+        onnx.save(model, str(temporary))
+        error = parity(temporary, photos, card.preprocessing)
+        if error > TOLERANCE:
+            raise InspectionError(f"{path}: patch features differ from torch by {error:.2e} "
+                                  f"(relative); the stride-8/16 blocks are not ImageNet's")
     card.onnx_sha256 = file_sha256(path)
     card.export["patch_features_pooling"] = {"count_include_pad": True,
                                              "parity_max_rel_error": error,
