@@ -10,10 +10,17 @@ one writer rename the other's half-written file, or fail because it had already 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
+
+# A temporary untouched this long is a killed writer's: a live one's modification time moves with
+# each buffer it writes (a scored backlog's JSONL stays open for the whole run, but is written to
+# every few items). The next writer of the same target removes it.
+STALE_AFTER_S = 3600.0
 
 
 def partial_path(target: Path) -> Path:
@@ -28,6 +35,7 @@ def replacing(target: str | Path) -> Iterator[Path]:
     removed and `target` is left as it was."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(target)
     temporary = partial_path(target)
     try:
         yield temporary
@@ -35,3 +43,13 @@ def replacing(target: str | Path) -> Iterator[Path]:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_partials(target: Path) -> None:
+    """Each writer's temporary has its own name, so one killed mid-write (kill -9, power loss) is
+    never overwritten by the next: remove those of this target older than STALE_AFTER_S."""
+    cutoff = time.time() - STALE_AFTER_S
+    for partial in target.parent.glob(f".{glob.escape(target.name)}.*.partial"):
+        with contextlib.suppress(FileNotFoundError):  # another writer removed it first
+            if partial.stat().st_mtime < cutoff:
+                partial.unlink()

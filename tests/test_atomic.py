@@ -3,7 +3,9 @@ whole: by concurrent writers of one file, and when a write fails half-way."""
 
 from __future__ import annotations
 
+import os
 import stat
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -48,3 +50,19 @@ def test_the_replaced_file_keeps_the_umask_permissions(tmp_path: Path) -> None:
     with replacing(target) as temporary:
         temporary.write_text("{}")
     assert stat.S_IMODE(target.stat().st_mode) == stat.S_IMODE(reference.stat().st_mode)
+
+
+def test_a_killed_writers_temporary_is_removed_by_the_next_writer_once_stale(tmp_path: Path) -> None:
+    target = tmp_path / "manifest.csv"
+    stale, live = (tmp_path / f".manifest.csv.{pid}-0000.partial" for pid in (1, 2))
+    other_file = tmp_path / ".other.csv.1-0000.partial"
+    for partial in (stale, live, other_file):
+        partial.write_text("half")
+    an_hour_and_more_ago = time.time() - 3700
+    for old in (stale, other_file):
+        os.utime(old, (an_hour_and_more_ago, an_hour_and_more_ago))
+    with replacing(target) as temporary:
+        temporary.write_text("whole")
+    assert target.read_text() == "whole"
+    assert not stale.exists()  # a killed writer's, of this target
+    assert live.exists() and other_file.exists()  # a live writer's, and another target's
