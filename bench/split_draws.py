@@ -11,7 +11,7 @@ wrong with how often it was wrong when its draw put it in test: one photo wrong 
 that tests it is a label the recipe cannot learn, errors that move with the draw are the recipe.
 
     python bench/split_draws.py [--dataset mvtec_bottle] [--variant default] [--draws 0 1 2 3 4]
-        [--seeds 0] [--threads 2]
+        [--seeds 0] [--threads 2] [--reuse]
 """
 
 from __future__ import annotations
@@ -58,30 +58,39 @@ def test_photos(manifest: Path) -> dict[Path, Sample]:
 
 
 def one_run(dataset: str, variant: str, manifest: Path, tested: dict[Path, Sample], draw: int,
-            seed: int, threads: int) -> dict:
-    """Train, export, fit the second opinion and evaluate one (variant, draw, seed): its test
-    figures."""
+            seed: int, threads: int, reuse: bool) -> dict:
+    """Train, export, fit the second opinion and evaluate one (variant, draw, seed), or with
+    `reuse` read a finished run's evaluations: its test figures."""
     run_dir = OUT / dataset / variant.replace(" ", "-") / f"draw{draw}-seed{seed}"
-    bundle = run_dir / "bundle"
-    category = ["--as-category", CATEGORY[dataset]]
-    started = time.perf_counter()
-    run(["train", "--manifest", str(manifest), "--out", str(run_dir), "--seed", str(seed),
-         "--threads", str(threads), *PROTOCOL[dataset], *VARIANTS[variant]])
-    seconds = time.perf_counter() - started
-    run(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(bundle),
-         "--name", f"{dataset}-draw{draw}-seed{seed}"])
-    run(["anomaly", "fit", "--bundle", str(bundle), "--manifest", str(manifest), *category,
-         "--no-references", "--threads", str(threads)])
-    result: dict = {"draw": draw, "seed": seed, "train_seconds": round(seconds)}
-    for label, extra in (("head", ["--head-only"]), ("served", [])):
-        out = run_dir / f"eval-{label}"
-        run(["evaluate", "--bundle", str(bundle), "--manifest", str(manifest), "--split", "test",
-             *category, *extra, "--out", str(out)])
+    evaluations = {"head": run_dir / "eval-head", "served": run_dir / "eval-served"}
+    timing = run_dir / "train_seconds.json"
+    if not (reuse and all((out / "metrics.json").is_file() for out in evaluations.values())):
+        train_and_evaluate(dataset, variant, manifest, run_dir, draw, seed, threads)
+    result: dict = {"draw": draw, "seed": seed,
+                    "train_seconds": json.loads(timing.read_text()) if timing.is_file() else None}
+    for label, out in evaluations.items():
         metrics = json.loads((out / "metrics.json").read_text())
         result[label] = metrics["heads"]["defect"]["macro_f1"]
         result[f"{label} errors"] = [(tested[Path(e["image"]).resolve()].item_id, e["predicted"])
                                      for e in metrics["worst_errors"] if e["head"] == "defect"]
     return result
+
+
+def train_and_evaluate(dataset: str, variant: str, manifest: Path, run_dir: Path, draw: int, seed: int,
+                       threads: int) -> None:
+    bundle = run_dir / "bundle"
+    category = ["--as-category", CATEGORY[dataset]]
+    started = time.perf_counter()
+    run(["train", "--manifest", str(manifest), "--out", str(run_dir), "--seed", str(seed),
+         "--threads", str(threads), *PROTOCOL[dataset], *VARIANTS[variant]])
+    (run_dir / "train_seconds.json").write_text(json.dumps(round(time.perf_counter() - started)))
+    run(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(bundle),
+         "--name", f"{dataset}-draw{draw}-seed{seed}"])
+    run(["anomaly", "fit", "--bundle", str(bundle), "--manifest", str(manifest), *category,
+         "--no-references", "--threads", str(threads)])
+    for label, extra in (("head", ["--head-only"]), ("served", [])):
+        run(["evaluate", "--bundle", str(bundle), "--manifest", str(manifest), "--split", "test",
+             *category, *extra, "--out", str(run_dir / f"eval-{label}")])
 
 
 def mean_std(values: list[float]) -> str:
@@ -114,6 +123,8 @@ def main() -> int:
                         help="a recipe of bench/recipe_table.py (default: the defaults)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reuse", action="store_true",
+                        help="read the evaluations of runs already finished instead of training them again")
     args = parser.parse_args()
     if not prepared([args.dataset]):
         return 0
@@ -123,12 +134,13 @@ def main() -> int:
         photos = test_photos(manifest)
         kinds = collections.Counter(s.labels["defect"][0] for s in photos.values())
         for seed in args.seeds:
-            result = one_run(args.dataset, args.variant, manifest, photos, draw, seed, args.threads)
+            result = one_run(args.dataset, args.variant, manifest, photos, draw, seed, args.threads,
+                             args.reuse)
             result["kinds"] = " / ".join(f"{kinds[k]} {k}" for k in sorted(kinds))
             tested.update(s.item_id for s in photos.values())
             results.append(result)
             print(f"draw {draw} seed {seed}: head {result['head']:.3f}, served {result['served']:.3f}"
-                  f" ({result['train_seconds']} s)", flush=True)
+                  f" (train {result['train_seconds']} s)", flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     summary = OUT / f"{args.dataset}-{args.variant.replace(' ', '-')}-summary.json"
     summary.write_text(json.dumps(results, indent=2))
