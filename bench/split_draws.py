@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.recipe_table import PROTOCOL, VARIANTS  # noqa: E402
+from bench.recipe_table import PROTOCOL, VARIANTS, mean_std  # noqa: E402
 from bench.second_opinion_served import CATEGORY  # noqa: E402
 from bench.supervised_real import PREPARE, WORK, prepared, run  # noqa: E402
 from inspection.manifest import Sample, read_manifest  # noqa: E402
@@ -41,13 +39,10 @@ def drawn_manifest(dataset: str, draw: int) -> Path:
     image paths are relative to it, and the taxonomy is read from beside it)."""
     split_argv = next(argv for argv in PREPARE[dataset] if argv[:2] == ["dataset", "split"])
     manifest = WORK / dataset / f"draw-{draw}.csv"
-    # written aside, then renamed: two variants benched at once never read a half-written file
-    aside = manifest.with_suffix(f".{os.getpid()}.csv")
     argv = list(split_argv)
-    argv[argv.index("--out") + 1] = str(aside)
+    argv[argv.index("--out") + 1] = str(manifest)  # replaced whole (inspection.atomic)
     argv[argv.index("--seed") + 1] = str(draw)
     run(argv)
-    aside.replace(manifest)
     return manifest
 
 
@@ -91,11 +86,6 @@ def train_and_evaluate(dataset: str, variant: str, manifest: Path, run_dir: Path
     for label, extra in (("head", ["--head-only"]), ("served", [])):
         run(["evaluate", "--bundle", str(bundle), "--manifest", str(manifest), "--split", "test",
              *category, *extra, "--out", str(run_dir / f"eval-{label}")])
-
-
-def mean_std(values: list[float]) -> str:
-    spread = statistics.pstdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
 
 
 def print_summary(results: list[dict], tested: collections.Counter[str]) -> None:
