@@ -5,6 +5,8 @@ POSIX within one folder). The temporary's name is unique to the writer: two proc
 same target at once (two `dataset split` runs, `calibrate` and `anomaly fit` on one bundle's card)
 each rename a whole file of their own, and the last rename wins, where a shared temporary name let
 one writer rename the other's half-written file, or fail because it had already been renamed.
+The temporary is flushed to the disk before the rename and the folder after it, so a power cut
+leaves the old file or the whole new one, never a renamed empty file (a bundle's card, a seal).
 """
 
 from __future__ import annotations
@@ -39,10 +41,21 @@ def replacing(target: str | Path) -> Iterator[Path]:
     temporary = partial_path(target)
     try:
         yield temporary
+        flush_to_disk(temporary)
         os.replace(temporary, target)
+        flush_to_disk(target.parent)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def flush_to_disk(path: Path) -> None:
+    """fsync a file, or a folder (its entries: a rename is durable once its folder is flushed)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def remove_stale_partials(target: Path) -> None:

@@ -66,3 +66,29 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_writer_once_stale(tmp
     assert target.read_text() == "whole"
     assert not stale.exists()  # a killed writer's, of this target
     assert live.exists() and other_file.exists()  # a live writer's, and another target's
+
+
+def test_the_new_file_reaches_the_disk_before_the_rename_and_the_folder_after_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import inspection.atomic as atomic
+
+    target = tmp_path / "model_card.json"
+    target.write_text("old")
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(descriptor: int) -> None:
+        events.append("fsync folder" if stat.S_ISDIR(os.fstat(descriptor).st_mode) else
+                      f"fsync file of {os.fstat(descriptor).st_size} bytes")
+        real_fsync(descriptor)
+
+    def replace(source: str | Path, destination: str | Path) -> None:
+        events.append("rename")
+        real_replace(source, destination)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    with replacing(target) as temporary:
+        temporary.write_text("new card")
+    assert events == ["fsync file of 8 bytes", "rename", "fsync folder"]
+    assert target.read_text() == "new card"
