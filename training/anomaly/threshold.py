@@ -54,11 +54,13 @@ def fit_calibration(good_scores: np.ndarray, defect_scores: np.ndarray | None = 
     })
 
 
+OPINION_INVERSE_PENALTY = 1.0  # the regression's C: the slope's L2 penalty is 1 / C
 MIN_OPINION_PHOTOS = 2  # goods and defects each: fewer, and the regression is a guess
 
 
 def fit_second_opinion(good_scores: np.ndarray, defect_scores: np.ndarray,
-                       heads: tuple[str, ...]) -> tuple[SecondOpinion | None, str]:
+                       heads: tuple[str, ...], inverse_penalty: float = OPINION_INVERSE_PENALTY
+                       ) -> tuple[SecondOpinion | None, str]:
     """P(defect | normalised score) for inspection.second_opinion: a logistic regression on the
     log score, held-out goods against labelled defects, class-balanced so its prior is one half.
     (None, why) where there are too few photos or the score does not rise with defects."""
@@ -72,7 +74,7 @@ def fit_second_opinion(good_scores: np.ndarray, defect_scores: np.ndarray,
                       f"defect photos, has {good.size} and {defects.size}")
     log_scores = np.log(np.maximum(np.r_[good, defects], 1e-12))[:, None]
     is_defect = np.r_[np.zeros(good.size), np.ones(defects.size)]
-    regression = LogisticRegression(class_weight="balanced").fit(log_scores, is_defect)
+    regression = LogisticRegression(class_weight="balanced", C=inverse_penalty).fit(log_scores, is_defect)
     slope, intercept = float(regression.coef_[0, 0]), float(regression.intercept_[0])
     if slope <= 0.0:  # a higher score meaning "less likely a defect" is noise, not an opinion
         return None, f"the anomaly score does not rise with defects (slope {slope:.3f})"
