@@ -34,6 +34,8 @@ from bench.anomaly_plus_heads import macro_f1, model_outputs  # noqa: E402
 from bench.machine import describe  # noqa: E402
 from bench.recipe_table import PROTOCOL  # noqa: E402
 from bench.second_opinion_served import CATEGORY  # noqa: E402
+from bench.split_draws import OUT as DRAWS  # noqa: E402
+from bench.supervised_real import WORK  # noqa: E402
 from inspection.anomaly import AnomalyDetectors  # noqa: E402
 from inspection.card import read_card  # noqa: E402
 from inspection.engine import Engine  # noqa: E402
@@ -41,7 +43,6 @@ from inspection.manifest import read_manifest  # noqa: E402
 from inspection.second_opinion import reweigh  # noqa: E402
 from training.anomaly.threshold import fit_second_opinion  # noqa: E402
 
-DRAWS = REPO / "runs" / "draws"
 SPLITS = ("train", "val", "test")
 
 
@@ -92,10 +93,10 @@ def served_figures(run: RunScores, inverse_penalty: float) -> dict[str, float]:
     def of(split: str, good: bool) -> np.ndarray:
         return run.scores[split][[(kind == run.good) == good for kind in run.kinds[split]]]
 
-    goods, defects = of("val", True), np.r_[of("train", False), of("val", False)]
+    good_scores, defect_scores = of("val", True), np.r_[of("train", False), of("val", False)]
     if inverse_penalty <= 0:  # 0: the penalty chosen by cross-validated log loss on the same photos
-        inverse_penalty = cross_validated_penalty(goods, defects)
-    opinion, why = fit_second_opinion(goods, defects, ("defect",), inverse_penalty)
+        inverse_penalty = cross_validated_penalty(good_scores, defect_scores)
+    opinion, why = fit_second_opinion(good_scores, defect_scores, ("defect",), inverse_penalty)
     if opinion is None:
         raise SystemExit(f"{run.name}: no second opinion: {why}")
     served = reweigh(run.head, run.labels.index(run.good), opinion.defect_probability(run.scores["test"]))
@@ -124,7 +125,7 @@ def main() -> int:
     runs = []
     for run_dir in run_dirs:
         draw = run_dir.name.split("-")[0].removeprefix("draw")
-        runs.append(run_scores(run_dir, REPO / "datasets" / "work" / args.dataset / f"draw-{draw}.csv",
+        runs.append(run_scores(run_dir, WORK / args.dataset / f"draw-{draw}.csv",
                                CATEGORY[args.dataset], args.threads))
         print(f"scored {run_dir.name}", flush=True)
     print(f"\n{args.dataset}, {len(runs)} runs: mean ± std (lowest) of each figure")

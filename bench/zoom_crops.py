@@ -22,10 +22,9 @@ Crops and runs go to datasets/work/zoom/ and runs/zoom/ (never committed).
 from __future__ import annotations
 
 import argparse
-import csv
+import dataclasses
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,13 +38,14 @@ sys.path.insert(0, str(REPO))
 from bench.anomaly_plus_heads import GOOD, macro_f1, model_outputs, served_opinion  # noqa: E402
 from bench.machine import describe  # noqa: E402
 from bench.recipe_table import PROTOCOL  # noqa: E402
+from bench.split_draws import OUT as DRAWS  # noqa: E402
+from bench.supervised_real import WORK, run  # noqa: E402
 from inspection.engine import Engine  # noqa: E402
 from inspection.images import load_photo  # noqa: E402
-from inspection.manifest import Sample, file_sha256, read_manifest  # noqa: E402
+from inspection.manifest import Sample, file_sha256, read_manifest, write_manifest  # noqa: E402
 from inspection.second_opinion import reweigh  # noqa: E402
 
-DRAWS = REPO / "runs" / "draws"
-CROPS = REPO / "datasets" / "work" / "zoom"
+CROPS = WORK / "zoom"
 OUT = REPO / "runs" / "zoom"
 SPLITS = ("train", "val", "test")
 
@@ -89,7 +89,7 @@ def write_crops(manifest_path: Path, bundle: Path, out: Path, share: float, thre
                              opinion.defect_probability(scored[split][0])) for split in SPLITS}
     if out.exists():
         shutil.rmtree(out)
-    lines = []
+    crops = []
     for split in SPLITS:
         for sample, anomaly_map in zip(rows[split], scored[split][1], strict=True):
             photo = load_photo(manifest.image_path(sample))
@@ -100,23 +100,11 @@ def write_crops(manifest_path: Path, bundle: Path, out: Path, share: float, thre
             path = out / split / f"{sample.item_id.replace('/', '_')}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-            lines.append({"image": str(path.relative_to(out)), "item_id": sample.item_id, "category": "",
-                          "sku": "", "split": split, "defect": sample.labels["defect"][0], "mask": "",
-                          "sha256": file_sha256(path)})
-    crop_manifest = out / "manifest.csv"
-    with crop_manifest.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(lines[0]))
-        writer.writeheader()
-        writer.writerows(lines)
+            crops.append(dataclasses.replace(sample, image=str(path.relative_to(out)), mask="",
+                                             sha256=file_sha256(path)))
+    crop_manifest = write_manifest(out / "manifest.csv", crops, ["defect"])
     shutil.copy(manifest_path.parent / "taxonomy.yaml", out / "taxonomy.yaml")
     return crop_manifest, served, kinds, labels
-
-
-def run(arguments: list[str]) -> None:
-    command = [str(REPO / ".venv" / "bin" / "returns-inspect"), *arguments]
-    finished = subprocess.run(command, capture_output=True, text=True)
-    if finished.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{finished.stderr[-3000:]}")
 
 
 def zoom_probabilities(dataset: str, crop_manifest: Path, run_dir: Path, seed: int, threads: int
@@ -148,7 +136,7 @@ def with_zoom(served: np.ndarray, zoom: np.ndarray, good: int) -> np.ndarray:
 def one_run(dataset: str, draw: int, seed: int, share: float, threads: int) -> dict[str, float]:
     name = f"draw{draw}-seed{seed}"
     bundle = DRAWS / dataset / "default" / name / "bundle"
-    manifest = REPO / "datasets" / "work" / dataset / f"draw-{draw}.csv"
+    manifest = WORK / dataset / f"draw-{draw}.csv"
     if not (bundle / "model.onnx").is_file() or not manifest.is_file():
         raise SystemExit(f"run bench/split_draws.py --dataset {dataset} first: "
                          f"{bundle} or {manifest} missing")
