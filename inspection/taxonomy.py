@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+
+from inspection.atomic import replacing
 from inspection.errors import InputError
 from inspection.yamlfile import read_yaml
 
@@ -24,6 +27,7 @@ HeadType = Literal["single", "multi"]
 GOOD_CONDITIONS = frozenset({"A", "B"})  # grades of an item without damage
 SERVICE_HEADS = ("condition", "damage", "accessories")  # the heads with a meaning to the service
 DEFAULT_TAXONOMY = Path(__file__).parent / "defaults" / "taxonomy.yaml"
+TAXONOMY_FILE = "taxonomy.yaml"  # a manifest's taxonomy, in the manifest's folder
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,33 @@ def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
     """Read a taxonomy YAML file; None means the packaged default."""
     path = Path(path) if path is not None else DEFAULT_TAXONOMY
     return Taxonomy.from_dict(read_yaml(path, "taxonomy"), where=str(path))
+
+
+def taxonomy_beside(manifest: str | Path) -> Path:
+    """Where a manifest's taxonomy is looked for when none is named (validate, split, train), and
+    where `dataset import` and `dataset split` put one: its folder's taxonomy.yaml."""
+    return Path(manifest).parent / TAXONOMY_FILE
+
+
+def other_taxonomy_at(path: Path, taxonomy: Taxonomy) -> str | None:
+    """What `path` holds when it is not `taxonomy` (None: nothing, or the same taxonomy). A
+    different file there is another dataset's in the same folder, or the user's own edits: the
+    callers keep it rather than write over it, since every manifest beside it is read with it."""
+    if not path.is_file():
+        return None
+    try:
+        there = load_taxonomy(path)
+    except InputError as exc:
+        return f"a file that is not a valid taxonomy ({exc.detail})"
+    if there == taxonomy:
+        return None
+    heads = "; ".join(f"{head.name}: {', '.join(head.labels)}" for head in there.heads)
+    return f"the taxonomy {there.name!r} ({heads})"
+
+
+def write_taxonomy(taxonomy: Taxonomy, path: Path) -> None:
+    with replacing(path) as temporary:
+        temporary.write_text(yaml.safe_dump(taxonomy.to_dict(), sort_keys=False), encoding="utf-8")
 
 
 def shows_no_defect(labels: Mapping[str, Sequence[str]], taxonomy: Taxonomy | None = None) -> bool:

@@ -59,6 +59,44 @@ def test_mvtec_layout_takes_split_and_masks_from_folders(tmp_path: Path) -> None
     assert len({s.item_id for s in manifest.samples}) == 3  # train/good/000 and test/good/000 differ
 
 
+def _two_sets(tmp_path: Path) -> tuple[Path, Path]:
+    bottle, tiles = tmp_path / "bottle", tmp_path / "tiles"
+    _photo(bottle / "good" / "a.jpg", 10)
+    _photo(bottle / "broken" / "b.jpg", 20)
+    _photo(tiles / "MT_Free" / "c.jpg", 30)
+    _photo(tiles / "MT_Crack" / "d.jpg", 40)
+    return bottle, tiles
+
+
+def test_a_second_import_into_the_folder_keeps_the_first_sets_taxonomy(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's two examples both write into `my/`: the second import must not silently give
+    the first set's manifest the second set's labels."""
+    bottle, tiles = _two_sets(tmp_path)
+    my = tmp_path / "my"
+    assert cli(["dataset", "import", "--root", str(bottle), "--out", str(my / "bottle.csv")]) == 0
+    first = (my / "taxonomy.yaml").read_text()
+    assert cli(["dataset", "import", "--root", str(bottle), "--out", str(my / "bottle.csv")]) == 0
+    assert (my / "taxonomy.yaml").read_text() == first  # the same set again: nothing to refuse
+    capsys.readouterr()
+
+    assert cli(["dataset", "import", "--root", str(tiles), "--out", str(my / "tiles.csv"),
+                "--good-label", "MT_Free"]) == 2
+    error = capsys.readouterr().err
+    assert f"{my / 'taxonomy.yaml'}: already holds the taxonomy 'bottle' (defect: good, broken)" in error
+    assert "--taxonomy-out" in error and "--replace-taxonomy" in error
+    assert (my / "taxonomy.yaml").read_text() == first
+    assert not (my / "tiles.csv").exists()  # nothing half-imported
+    assert cli(["dataset", "validate", str(my / "bottle.csv")]) == 0
+
+    assert cli(["dataset", "import", "--root", str(tiles), "--out", str(my / "tiles.csv"),
+                "--good-label", "MT_Free", "--taxonomy-out", str(my / "tiles.yaml")]) == 0
+    assert load_taxonomy(my / "tiles.yaml").head("defect").labels == ("MT_Free", "MT_Crack")
+    assert cli(["dataset", "import", "--root", str(tiles), "--out", str(my / "tiles.csv"),
+                "--good-label", "MT_Free", "--replace-taxonomy"]) == 0
+    assert load_taxonomy(my / "taxonomy.yaml").name == "tiles"
+
+
 def test_import_of_a_missing_folder_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nowhere"
     assert cli(["dataset", "import", "--root", str(missing), "--out", str(tmp_path / "m.csv")]) == 2

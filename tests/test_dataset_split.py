@@ -93,3 +93,25 @@ def test_cli_split_carries_the_taxonomy_to_a_new_folder(tmp_path: Path,
     assert "crack" in (out.parent / "taxonomy.yaml").read_text()
     assert cli(["dataset", "validate", str(out)]) == 1  # the photos do not exist: reported, not raised
     assert "image not found" in capsys.readouterr().out
+
+
+def test_cli_split_keeps_another_taxonomy_in_the_out_folder(tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A split written beside another set's taxonomy would be read with that set's labels."""
+    source = write_manifest(tmp_path / "data" / "all.csv", _samples(20, 1), ["defect"])
+    (tmp_path / "data" / "taxonomy.yaml").write_text(
+        "name: t\nheads:\n  defect: {type: single, labels: [good, crack, tear]}\n")
+    theirs = "name: tiles\nheads:\n  defect: {type: single, labels: [MT_Free, MT_Crack]}\n"
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "taxonomy.yaml").write_text(theirs)
+    out = tmp_path / "splits" / "split.csv"
+    assert cli(["dataset", "split", str(source), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert f"{tmp_path / 'splits' / 'taxonomy.yaml'}: already holds the taxonomy 'tiles'" in error
+    assert "MT_Free, MT_Crack" in error
+    assert not out.exists()
+    assert (tmp_path / "splits" / "taxonomy.yaml").read_text() == theirs
+    # The same taxonomy there already (a second split of one set into one folder) is no conflict.
+    (tmp_path / "splits" / "taxonomy.yaml").write_text(
+        (tmp_path / "data" / "taxonomy.yaml").read_text())
+    assert cli(["dataset", "split", str(source), "--out", str(out)]) == 0

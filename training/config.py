@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from inspection.errors import InputError
+from inspection.taxonomy import taxonomy_beside
 from inspection.yamlfile import read_yaml
 from training.backbone import BACKBONES
 from training.presets import PRESETS
@@ -171,7 +172,7 @@ def finish(config: TrainConfig) -> TrainConfig:
     if not config.manifest:
         raise InputError("a manifest is required", "--manifest")
     if not config.taxonomy:
-        beside = Path(config.manifest).parent / "taxonomy.yaml"
+        beside = taxonomy_beside(config.manifest)
         config.taxonomy = str(beside) if beside.is_file() else ""
     if not config.out:
         config.out = str(Path("runs") / datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))

@@ -17,11 +17,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from tqdm import tqdm
 
 from inspection.errors import InputError
 from inspection.manifest import Sample, file_sha256, write_manifest
+from inspection.taxonomy import Taxonomy, other_taxonomy_at, taxonomy_beside, write_taxonomy
 
 log = logging.getLogger(__name__)
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".heic")
@@ -108,13 +108,12 @@ def import_folder(root: Path, out: Path, layout: str = "auto", head: str = "defe
     return samples, labels
 
 
-def taxonomy_yaml(name: str, head: str, labels: list[str], good_label: str) -> str:
+def imported_taxonomy(name: str, head: str, labels: list[str], good_label: str) -> Taxonomy:
     spec: dict = {"type": "single", "labels": labels}
     if good_label in labels:
         spec["descriptions"] = {good_label: "no defect (the normal class)"}
         spec["no_defect"] = good_label
-    data = {"name": name, "heads": {head: spec}}
-    return yaml.safe_dump(data, sort_keys=False)
+    return Taxonomy.from_dict({"name": name, "heads": {head: spec}})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,6 +124,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--good-label", default="good",
                         help="the normal class (MVTec's `good` folder is given this label)")
     parser.add_argument("--taxonomy-out", help="taxonomy YAML to write (default: taxonomy.yaml beside --out)")
+    parser.add_argument("--replace-taxonomy", action="store_true",
+                        help="write over a different taxonomy already there (refused otherwise)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -134,11 +135,16 @@ def main(args: argparse.Namespace) -> int:
     samples, labels = import_folder(root, out, args.layout, args.head, args.good_label)
     if len(labels) < 2:
         raise InputError(f"found only the label {labels}; a single-label head needs two or more", root)
-    taxonomy_out = Path(args.taxonomy_out) if args.taxonomy_out else out.parent / "taxonomy.yaml"
+    taxonomy = imported_taxonomy(root.resolve().name, args.head, labels, args.good_label)
+    taxonomy_out = Path(args.taxonomy_out) if args.taxonomy_out else taxonomy_beside(out)
+    # Checked before anything is written: two imports into one folder would otherwise leave the
+    # first set's manifest read with the second set's labels.
+    if not args.replace_taxonomy and (there := other_taxonomy_at(taxonomy_out, taxonomy)):
+        raise InputError(f"already holds {there}, which this import would replace; it is kept. "
+                         "Import into another folder, name another file with --taxonomy-out, or "
+                         "pass --replace-taxonomy", taxonomy_out)
     write_manifest(out, samples, [args.head])
-    taxonomy_out.parent.mkdir(parents=True, exist_ok=True)
-    taxonomy_out.write_text(taxonomy_yaml(root.resolve().name, args.head, labels, args.good_label),
-                            encoding="utf-8")
+    write_taxonomy(taxonomy, taxonomy_out)
     counts = Counter(s.labels[args.head][0] for s in samples)
     masks = sum(1 for s in samples if s.mask)
     summary = ", ".join(f"{label}={counts[label]}" for label in labels)

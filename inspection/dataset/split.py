@@ -21,12 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from inspection.dataset.importer import relative_to
 from inspection.errors import InputError
 from inspection.manifest import SPLITS, Manifest, Sample, read_manifest, rows_by_item, write_manifest
-from inspection.taxonomy import Taxonomy, load_taxonomy
+from inspection.taxonomy import Taxonomy, load_taxonomy, other_taxonomy_at, taxonomy_beside, write_taxonomy
 
 log = logging.getLogger(__name__)
 DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
@@ -134,7 +133,7 @@ def taxonomy_for(manifest_path: Path, explicit: str | None) -> Taxonomy | None:
     """--taxonomy, else a taxonomy.yaml beside the manifest, else none."""
     if explicit:
         return load_taxonomy(explicit)
-    beside = Path(manifest_path).parent / "taxonomy.yaml"
+    beside = taxonomy_beside(manifest_path)
     return load_taxonomy(beside) if beside.is_file() else None
 
 
@@ -179,11 +178,15 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InputError(str(exc), args.manifest) from None
     out = Path(args.out)
+    beside = taxonomy_beside(out)  # validate and train read the split manifest with this one
+    if taxonomy is not None and (there := other_taxonomy_at(beside, taxonomy)):
+        raise InputError(f"already holds {there}, not the taxonomy of {manifest.path}; the split "
+                         "manifest would be read with it. Write the split into another folder",
+                         beside)
     rebased = [_rebase(manifest, sample, out.parent) for sample in samples]
     write_manifest(out, rebased, _ordered_heads(manifest, taxonomy))
-    beside = out.parent / "taxonomy.yaml"
-    if taxonomy is not None and not beside.exists():  # validate/train find it beside the manifest
-        beside.write_text(yaml.safe_dump(taxonomy.to_dict(), sort_keys=False), encoding="utf-8")
+    if taxonomy is not None and not beside.exists():
+        write_taxonomy(taxonomy, beside)
     print(f"{out}: {split_summary(rebased, stratify)}")
     return 0
 

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from inspection.errors import InputError
 from inspection.images import load_photo
 from inspection.manifest import SPLITS, Manifest, file_sha256, label_problems, read_manifest
-from inspection.taxonomy import Taxonomy, load_taxonomy
+from inspection.taxonomy import Taxonomy, load_taxonomy, taxonomy_beside
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     manifest = read_manifest(args.manifest)
-    beside = manifest.root / "taxonomy.yaml"
+    beside = taxonomy_beside(manifest.path)
     taxonomy_path = args.taxonomy or (beside if beside.is_file() else None)
     taxonomy = load_taxonomy(Path(taxonomy_path) if taxonomy_path else None)
     problems = validate(manifest, taxonomy)
