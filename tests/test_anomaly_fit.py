@@ -140,6 +140,31 @@ def test_a_manifest_without_categories_needs_one_named(tmp_path: Path,
     assert AnomalyDetectors.load(bundle, card).has("bottle")
 
 
+def test_a_damaged_unit_of_a_one_product_set_is_not_called_another_product(
+        tmp_path: Path) -> None:
+    """Item mismatch is the swap flag ("not the declared product"). With one product there is no
+    other category to bound its threshold, and fitted on the good photos alone it called every
+    damaged photo another product (MVTec's bottle: all 32 damaged test photos). The damaged val
+    photos are genuine too."""
+    from inspection.engine import Engine
+    from inspection.images import load_photo
+    from inspection.manifest import read_manifest
+    bundle = build_bundle(tmp_path / "bundle", size=32)
+    manifest = read_manifest(_manifest(tmp_path))
+    phones = [replace(s, category="") for s in manifest.samples if s.category == "phone"]
+    one_product = write_manifest(tmp_path / "bottle.csv", phones, HEADS)
+    assert cli_main(["anomaly", "fit", "--bundle", str(bundle), "--manifest", str(one_product),
+                     "--as-category", "bottle", "--coreset-ratio", "0.5"]) == 0
+    card = verify_bundle(bundle)
+    assert card.calibration["item_mismatch"]["bottle"]["genuine"] == 4  # 3 good + 1 damaged val
+    references = ReferenceEmbeddings.load(bundle, card)
+    engine = Engine.load(bundle)
+    val = [s for s in phones if s.split == "val"]
+    photos = [load_photo(tmp_path / s.image, min_side=engine.input_size) for s in val]
+    embeddings = next(engine.iter_raw(photos, len(photos), outputs=["embedding"]))["embedding"]
+    assert not any(references.is_mismatch("bottle", e) for e in embeddings)
+
+
 def _item_on_tray(colour: int) -> np.ndarray:
     """A long item lying at an angle on a plain grey tray (what `crop: upright` is for)."""
     from training.anomaly.placement import Placement, place

@@ -3,11 +3,11 @@
 
     python -m training.anomaly.mismatch --bundle models/default --manifest M \
         --impostors ../shared/datasets/mvtec_ad/bottle ../shared/datasets/magnetic_tile \
-        [--categories phone shoe] [--max-impostors 200] [--json FILE]
+        [--categories phone shoe] [--as-category bottle] [--max-impostors 200] [--json FILE]
 
-true mismatch rate = impostor photos flagged; false mismatch rate = genuine photos flagged.
-Genuine photos are the manifest's test split of the category (damaged ones too: a cracked phone
-is still a phone), or val where there is no test split.
+true mismatch rate = impostor photos flagged; false mismatch rate = genuine photos flagged, also
+told apart for the good and the damaged ones. Genuine photos are the manifest's test split of the
+category (damaged ones too: a cracked phone is still a phone), or val where there is no test split.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from inspection.anomaly import AnomalyDetectors, ReferenceEmbeddings
 from inspection.engine import Engine
 from inspection.errors import InputError
 from inspection.images import load_photo
-from inspection.manifest import read_manifest
+from inspection.manifest import read_manifest, with_category
+from training.anomaly.fit import is_good
 from training.anomaly.mvtec import IMAGE_SUFFIXES
 
 
@@ -70,13 +71,15 @@ def flag_rates(category: str, outputs: dict[str, np.ndarray], references: Refere
 
 
 def measure(bundle: Path, manifest_path: Path, impostor_folders: list[Path],
-            categories: list[str] | None, limit: int) -> dict:
+            categories: list[str] | None, limit: int, as_category: str | None = None) -> dict:
     engine = Engine.load(bundle, threads=2)
     references = ReferenceEmbeddings.load(bundle, engine.card)
     if not references.references:
         raise InputError(f"{bundle} has no references.npz: run `anomaly fit` first", "--bundle")
     detectors = AnomalyDetectors.load(bundle, engine.card)
     manifest = read_manifest(manifest_path)
+    if as_category:
+        manifest = with_category(manifest, as_category)
     impostor_paths = impostor_photos(impostor_folders, limit)
     impostors = model_outputs(engine, detectors, impostor_paths)
     result: dict[str, Any] = {"impostors": len(impostor_paths), "folders": [str(f) for f in impostor_folders],
@@ -85,17 +88,28 @@ def measure(bundle: Path, manifest_path: Path, impostor_folders: list[Path],
         rows = [s for s in manifest.samples if s.category == category]
         genuine_rows = [s for s in rows if s.split == "test"] or [s for s in rows
                                                                    if s.split == "val"]
-        genuine = flag_rates(category, model_outputs(engine, detectors,
-                                                   [manifest.image_path(s) for s in genuine_rows]),
-                             references, detectors)
+        outputs = model_outputs(engine, detectors, [manifest.image_path(s) for s in genuine_rows])
+        genuine = flag_rates(category, outputs, references, detectors)
+        good = np.array([is_good(s, engine.taxonomy) for s in genuine_rows], bool)
+        by_condition = {name: (flag_rates(category, {k: v[chosen] for k, v in outputs.items()},
+                                          references, detectors)["mismatch"]
+                               if chosen.any() else None)
+                        for name, chosen in (("good", good), ("damaged", ~good))}
         impostor = flag_rates(category, impostors, references, detectors)
         result["categories"][category] = {
             "threshold": references.thresholds[category], "genuine": len(genuine_rows),
+            "damaged": int((~good).sum()),
             "false_mismatch_rate": genuine["mismatch"], "true_mismatch_rate": impostor["mismatch"],
+            "false_mismatch_rate_good": by_condition["good"],
+            "false_mismatch_rate_damaged": by_condition["damaged"],
             "genuine_anomaly_rate": genuine["anomaly"], "impostor_anomaly_rate": impostor["anomaly"],
             "genuine_held_rate": genuine["held"], "impostor_held_rate": impostor["held"],
         }
     return result
+
+
+def percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.1%}"
 
 
 def main() -> None:
@@ -104,16 +118,20 @@ def main() -> None:
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--impostors", type=Path, nargs="+", required=True)
     parser.add_argument("--categories", nargs="*")
+    parser.add_argument("--as-category", metavar="NAME",
+                        help="photos without a category count as category NAME (as `anomaly fit`)")
     parser.add_argument("--max-impostors", type=int, default=200)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     result = measure(args.bundle, args.manifest, args.impostors, args.categories,
-                     args.max_impostors)
+                     args.max_impostors, args.as_category)
     print(f"{result['impostors']} impostor photos from {', '.join(result['folders'])}")
     for category, figures in result["categories"].items():
         print(f"  declared {category:<12} threshold {figures['threshold']:.3f}  true mismatch "
               f"{figures['true_mismatch_rate']:6.1%}  false mismatch "
-              f"{figures['false_mismatch_rate']:6.1%} of {figures['genuine']} genuine; "
+              f"{figures['false_mismatch_rate']:6.1%} of {figures['genuine']} genuine "
+              f"({percent(figures['false_mismatch_rate_damaged'])} of the {figures['damaged']} "
+              f"damaged); "
               f"held by mismatch or anomaly: impostors {figures['impostor_held_rate']:6.1%}, "
               f"genuine {figures['genuine_held_rate']:6.1%}")
     if args.json:

@@ -1,5 +1,6 @@
 """Item-mismatch references: a few prototype embeddings of good photos per category, and the
-similarity below which a photo is "not the declared product", fitted on val photos."""
+similarity below which a photo is "not the declared product", fitted on val photos of the
+category (damaged ones too: still the declared product) against the other categories'."""
 
 from __future__ import annotations
 
