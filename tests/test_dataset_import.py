@@ -95,6 +95,16 @@ def test_a_second_import_into_the_folder_keeps_the_first_sets_taxonomy(
     assert cli(["dataset", "import", "--root", str(tiles), "--out", str(my / "tiles.csv"),
                 "--good-label", "MT_Free", "--replace-taxonomy"]) == 0
     assert load_taxonomy(my / "taxonomy.yaml").name == "tiles"
+    assert "note: no folder is the normal class" not in capsys.readouterr().out
+
+
+def test_an_import_without_a_good_folder_says_what_that_turns_off(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, tiles = _two_sets(tmp_path)
+    assert cli(["dataset", "import", "--root", str(tiles), "--out", str(tmp_path / "t.csv")]) == 0
+    said = capsys.readouterr().out
+    assert "note: no folder is the normal class 'good'" in said and "--good-label FOLDER" in said
+    assert load_taxonomy(tmp_path / "taxonomy.yaml").head("defect").no_defect is None
 
 
 def test_import_of_a_missing_folder_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

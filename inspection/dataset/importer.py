@@ -149,4 +149,9 @@ def main(args: argparse.Namespace) -> int:
     masks = sum(1 for s in samples if s.mask)
     summary = ", ".join(f"{label}={counts[label]}" for label in labels)
     print(f"{out}: {len(samples)} photos ({summary}), {masks} masks; taxonomy {taxonomy_out}")
+    if args.good_label not in labels:  # legal, but the good-only half of the product is then off
+        print(f"note: no folder is the normal class {args.good_label!r}, so the taxonomy names "
+              "none: `anomaly fit` has no good photos to learn from and the anomaly score's "
+              "second opinion is off. If one folder holds the photos without a defect, import "
+              "again with --good-label FOLDER --replace-taxonomy")
     return 0
