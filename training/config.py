@@ -38,7 +38,7 @@ class TrainConfig:
     backbone_lr_scale: float = 0.3
     full_rate_steps: int = 60  # shorter runs train at lr x steps / this (engine.short_run_scale)
     weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
+    warmup_epochs: float = 0.5  # every measured recipe and the default bundle (BENCHMARKS.md, issue 10)
     # LP-FT (training/probe.py): the heads are fitted on frozen features first, then the last
     # blocks train with every BatchNorm's statistics kept. Measured against random heads, a
     # frozen epoch and batch statistics (BENCHMARKS.md, issue 10).
