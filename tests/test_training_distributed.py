@@ -21,7 +21,8 @@ pytestmark = pytest.mark.slow
 # epochs' arithmetic is what is compared (every rank fits the probe on all train photos alike).
 SAME_MATH = ["--input-size", "64", "--batch-size", "4", "--max-train-batches", "2", "--threads", "1",
              "--freeze-epochs", "1", "--unfreeze-blocks", "1", "--dropout", "0", "--augment", "none",
-             "--probe-steps", "0", "--full-rate-steps", "0"]  # a 1-epoch leg would plan a lower rate
+             "--probe-steps", "0", "--full-rate-steps", "0",  # a 1-epoch leg would plan a lower rate
+             "--warmup-epochs", "1"]  # a 1-epoch leg all in warm-up: its rates do not depend on its length
 
 
 def torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess[str]:
