@@ -41,7 +41,7 @@ from inspection.card import read_card  # noqa: E402
 from inspection.engine import Engine  # noqa: E402
 from inspection.manifest import read_manifest  # noqa: E402
 from inspection.second_opinion import reweigh  # noqa: E402
-from training.anomaly.threshold import fit_second_opinion  # noqa: E402
+from training.anomaly.threshold import fit_second_opinion, opinion_examples  # noqa: E402
 
 SPLITS = ("train", "val", "test")
 
@@ -78,8 +78,7 @@ def cross_validated_penalty(goods: np.ndarray, defects: np.ndarray) -> float:
     """C of the class-balanced regression with the lowest 5-fold log loss, from a grid."""
     from sklearn.linear_model import LogisticRegressionCV
 
-    log_scores = np.log(np.maximum(np.r_[goods, defects], 1e-12))[:, None]
-    is_defect = np.r_[np.zeros(goods.size), np.ones(defects.size)]
+    log_scores, is_defect = opinion_examples(goods, defects)
     folds = int(min(5, goods.size, defects.size))
     with warnings.catch_warnings():  # sklearn 1.8's notice that its fitted attributes will change
         warnings.simplefilter("ignore", FutureWarning)

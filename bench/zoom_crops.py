@@ -44,6 +44,7 @@ from inspection.engine import Engine  # noqa: E402
 from inspection.images import load_photo  # noqa: E402
 from inspection.manifest import Sample, file_sha256, read_manifest, write_manifest  # noqa: E402
 from inspection.second_opinion import reweigh  # noqa: E402
+from inspection.taxonomy import taxonomy_beside  # noqa: E402
 
 CROPS = WORK / "zoom"
 OUT = REPO / "runs" / "zoom"
@@ -103,7 +104,7 @@ def write_crops(manifest_path: Path, bundle: Path, out: Path, share: float, thre
             crops.append(dataclasses.replace(sample, image=str(path.relative_to(out)), mask="",
                                              sha256=file_sha256(path)))
     crop_manifest = write_manifest(out / "manifest.csv", crops, ["defect"])
-    shutil.copy(manifest_path.parent / "taxonomy.yaml", out / "taxonomy.yaml")
+    shutil.copy(taxonomy_beside(manifest_path), taxonomy_beside(crop_manifest))
     return crop_manifest, served, kinds, labels
 
 

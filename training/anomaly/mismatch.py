@@ -60,14 +60,17 @@ def model_outputs(engine: Engine, detectors: AnomalyDetectors, paths: list[Path]
     return {name: np.concatenate(parts) for name, parts in chunks.items()}
 
 
-def flag_rates(category: str, outputs: dict[str, np.ndarray], references: ReferenceEmbeddings,
-               detectors: AnomalyDetectors) -> dict[str, float]:
-    """How often each check that holds a refund fires: item_mismatch, anomaly, either."""
-    mismatch = np.array([references.is_mismatch(category, e) for e in outputs["embedding"]])
+def photo_flags(category: str, outputs: dict[str, np.ndarray], references: ReferenceEmbeddings
+                ) -> dict[str, np.ndarray]:
+    """Per photo, whether each check that holds a refund fires: item_mismatch, anomaly, either."""
+    mismatch = np.array([references.is_mismatch(category, e) for e in outputs["embedding"]], bool)
     anomalous = outputs.get(f"anomalous:{category}")
     anomalous = np.asarray(anomalous, bool) if anomalous is not None else np.zeros_like(mismatch)
-    return {"mismatch": float(mismatch.mean()), "anomaly": float(anomalous.mean()),
-            "held": float((mismatch | anomalous).mean())}
+    return {"mismatch": mismatch, "anomaly": anomalous, "held": mismatch | anomalous}
+
+
+def rates(flags: dict[str, np.ndarray]) -> dict[str, float]:
+    return {check: float(fired.mean()) for check, fired in flags.items()}
 
 
 def measure(bundle: Path, manifest_path: Path, impostor_folders: list[Path],
@@ -88,14 +91,12 @@ def measure(bundle: Path, manifest_path: Path, impostor_folders: list[Path],
         rows = [s for s in manifest.samples if s.category == category]
         genuine_rows = [s for s in rows if s.split == "test"] or [s for s in rows
                                                                    if s.split == "val"]
-        outputs = model_outputs(engine, detectors, [manifest.image_path(s) for s in genuine_rows])
-        genuine = flag_rates(category, outputs, references, detectors)
+        flags = photo_flags(category, model_outputs(
+            engine, detectors, [manifest.image_path(s) for s in genuine_rows]), references)
+        genuine, impostor = rates(flags), rates(photo_flags(category, impostors, references))
         good = np.array([is_good(s, engine.taxonomy) for s in genuine_rows], bool)
-        by_condition = {name: (flag_rates(category, {k: v[chosen] for k, v in outputs.items()},
-                                          references, detectors)["mismatch"]
-                               if chosen.any() else None)
+        by_condition = {name: float(flags["mismatch"][chosen].mean()) if chosen.any() else None
                         for name, chosen in (("good", good), ("damaged", ~good))}
-        impostor = flag_rates(category, impostors, references, detectors)
         result["categories"][category] = {
             "threshold": references.thresholds[category], "genuine": len(genuine_rows),
             "damaged": int((~good).sum()),

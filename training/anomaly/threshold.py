@@ -61,6 +61,12 @@ OPINION_INVERSE_PENALTY = 1.0
 MIN_OPINION_PHOTOS = 2  # goods and defects each: fewer, and the regression is a guess
 
 
+def opinion_examples(good: np.ndarray, defects: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The second opinion's regression inputs: the log score (one column) and 1 for a defect."""
+    log_scores = np.log(np.maximum(np.r_[good, defects], 1e-12))[:, None]
+    return log_scores, np.r_[np.zeros(np.size(good)), np.ones(np.size(defects))]
+
+
 def fit_second_opinion(good_scores: np.ndarray, defect_scores: np.ndarray,
                        heads: tuple[str, ...], inverse_penalty: float = OPINION_INVERSE_PENALTY
                        ) -> tuple[SecondOpinion | None, str]:
@@ -75,8 +81,7 @@ def fit_second_opinion(good_scores: np.ndarray, defect_scores: np.ndarray,
     if min(good.size, defects.size) < MIN_OPINION_PHOTOS:
         return None, (f"needs {MIN_OPINION_PHOTOS} held-out good and {MIN_OPINION_PHOTOS} labelled "
                       f"defect photos, has {good.size} and {defects.size}")
-    log_scores = np.log(np.maximum(np.r_[good, defects], 1e-12))[:, None]
-    is_defect = np.r_[np.zeros(good.size), np.ones(defects.size)]
+    log_scores, is_defect = opinion_examples(good, defects)
     regression = LogisticRegression(class_weight="balanced", C=inverse_penalty).fit(log_scores, is_defect)
     slope, intercept = float(regression.coef_[0, 0]), float(regression.intercept_[0])
     if slope <= 0.0:  # a higher score meaning "less likely a defect" is noise, not an opinion
